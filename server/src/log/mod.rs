@@ -1,0 +1,45 @@
+//! One partition's log on disk: record batches in segment files with sparse indexes.
+//!
+//! How it fits together: [`batch`] encodes and checks record batches (Kafka's RecordBatch v2
+//! layout); [`index`] holds the memory-mapped offset and time indexes; [`segment`] is one log file
+//! with its indexes; [`PartitionLog`] is the ordered set of segments of a partition, with append,
+//! read, roll, retention and crash recovery. Everything here is synchronous: async callers go
+//! through the topic layer's writer task or `spawn_blocking`.
+
+pub mod batch;
+pub mod index;
+mod partition_log;
+pub mod segment;
+pub mod varint;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use batch::{NewRecord, RecordView};
+pub use partition_log::{LogConfig, PartitionLog};
+pub use segment::Recovery;
+
+/// Errors of the log layer. Each names the file or offsets involved.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("I/O on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corrupt log {path} at byte {position}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error(
+        "offset {offset} is out of range: the log starts at {log_start_offset} and its high watermark is {high_watermark}"
+    )]
+    OffsetOutOfRange {
+        offset: u64,
+        log_start_offset: u64,
+        high_watermark: u64,
+    },
+}

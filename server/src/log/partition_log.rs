@@ -1,0 +1,279 @@
+//! A partition's ordered segments: append, read, roll, retention and recovery at open.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::LogError;
+use super::batch::{self, BatchHeader, NewRecord};
+use super::segment::{Recovery, Segment, SegmentLimits};
+
+/// Per-partition settings for the on-disk layout.
+#[derive(Debug, Clone, Copy)]
+pub struct LogConfig {
+    /// A segment rolls before it grows past this many bytes.
+    pub segment_bytes: u64,
+    /// A segment rolls once its first batch is this old.
+    pub segment_ms: i64,
+    pub index_interval_bytes: u32,
+    pub index_bytes_max: usize,
+}
+
+impl LogConfig {
+    fn limits(&self) -> SegmentLimits {
+        SegmentLimits {
+            index_interval_bytes: self.index_interval_bytes,
+            index_bytes_max: self.index_bytes_max,
+        }
+    }
+}
+
+/// One partition's log. Readers see records below the high watermark only; the writer moves it
+/// with [`PartitionLog::publish`] once appended data is durable under the topic's policy.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    sealed: BTreeMap<u64, Segment>,
+    active: Segment,
+    high_watermark: u64,
+    /// Bytes of the active segment below the high watermark.
+    visible_bytes: u64,
+}
+
+/// What one append wrote: the base offset of each record group, in order.
+#[derive(Debug)]
+pub struct Appended {
+    pub base_offsets: Vec<u64>,
+    /// The active log file, to fsync outside the partition lock.
+    pub file: Arc<File>,
+}
+
+impl PartitionLog {
+    /// Opens the partition in `dir` (creating it if empty). `clean` says the previous process
+    /// stopped cleanly; otherwise the active segment is verified batch by batch and cut at the
+    /// first bad one. Returns what recovery did to the active segment.
+    pub fn open(dir: &Path, config: LogConfig, clean: bool) -> Result<(Self, Recovery), LogError> {
+        std::fs::create_dir_all(dir).map_err(|source| LogError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut bases = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|source| LogError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| LogError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log")
+                && stem.len() == 20
+                && let Ok(base) = stem.parse::<u64>()
+            {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let limits = config.limits();
+        let mut sealed = BTreeMap::new();
+        let (active, recovery) = match bases.split_last() {
+            None => (Segment::create(dir, 0, limits)?, Recovery::default()),
+            Some((&last, older)) => {
+                for &base in older {
+                    let (seg, _) = Segment::open(dir, base, limits, false, false)?;
+                    sealed.insert(base, seg);
+                }
+                Segment::open(dir, last, limits, true, !clean)?
+            }
+        };
+        let high_watermark = active.next_offset();
+        let visible_bytes = active.size();
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                config,
+                sealed,
+                active,
+                high_watermark,
+                visible_bytes,
+            },
+            recovery,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// First offset still stored.
+    pub fn log_start_offset(&self) -> u64 {
+        self.sealed.keys().next().copied().unwrap_or(self.active.base_offset)
+    }
+
+    /// One past the last durable (acknowledged) record.
+    pub fn high_watermark(&self) -> u64 {
+        self.high_watermark
+    }
+
+    /// One past the last written record (durable or not).
+    pub fn next_offset(&self) -> u64 {
+        self.active.next_offset()
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.sealed.values().map(Segment::size).sum::<u64>() + self.active.size()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    /// Appends each group of records as one batch, rolling segments as needed. The data is in the
+    /// page cache, not yet visible to readers: fsync `file` if the policy asks, then `publish`.
+    pub fn append(&mut self, groups: &[&[NewRecord]], now_ms: i64) -> Result<Appended, LogError> {
+        let mut base_offsets = Vec::with_capacity(groups.len());
+        let mut buf = Vec::new();
+        let mut headers: Vec<BatchHeader> = Vec::with_capacity(groups.len());
+        let mut next = self.active.next_offset();
+        for group in groups.iter().filter(|g| !g.is_empty()) {
+            let start = buf.len();
+            let h = batch::encode(&mut buf, next, group, now_ms);
+            let pending = start as u64;
+            let fits_with_pending = self.active.fits(
+                pending as usize + h.total_bytes,
+                h.next_offset() - 1,
+                self.config.segment_bytes,
+            );
+            if !fits_with_pending || self.is_old(now_ms) {
+                if !headers.is_empty() {
+                    self.active.append(&buf[..start], &headers, now_ms)?;
+                    headers.clear();
+                    buf.drain(..start);
+                }
+                if self.active.size() > 0 {
+                    self.roll()?;
+                }
+            }
+            base_offsets.push(h.base_offset);
+            next = h.next_offset();
+            headers.push(h);
+        }
+        if !headers.is_empty() {
+            self.active.append(&buf, &headers, now_ms)?;
+        }
+        Ok(Appended {
+            base_offsets,
+            file: self.active.file(),
+        })
+    }
+
+    fn is_old(&self, now_ms: i64) -> bool {
+        self.active
+            .first_append_ms
+            .is_some_and(|t| now_ms - t >= self.config.segment_ms)
+    }
+
+    /// Makes everything appended so far visible to readers.
+    pub fn publish(&mut self) {
+        self.high_watermark = self.active.next_offset();
+        self.visible_bytes = self.active.size();
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    pub fn roll(&mut self) -> Result<(), LogError> {
+        let base = self.active.next_offset();
+        let fresh = Segment::create(&self.dir, base, self.config.limits())?;
+        let mut old = std::mem::replace(&mut self.active, fresh);
+        old.seal()?;
+        // Everything in a sealed segment was durable before this roll, or is now: publish it.
+        self.high_watermark = self.high_watermark.max(old.next_offset());
+        self.visible_bytes = 0;
+        self.sealed.insert(old.base_offset, old);
+        Ok(())
+    }
+
+    /// Rolls an active segment that has aged past `segment_ms` without new appends, so that
+    /// retention can reach it. Only data already published rolls.
+    pub fn roll_if_idle(&mut self, now_ms: i64) -> Result<bool, LogError> {
+        if self.active.size() > 0 && self.is_old(now_ms) && self.high_watermark == self.active.next_offset() {
+            self.roll()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Deletes the oldest sealed segments while the partition is over `retention_bytes` or a
+    /// segment's newest record is older than `retention_ms`. Returns the deleted base offsets.
+    pub fn apply_retention(
+        &mut self,
+        now_ms: i64,
+        retention_ms: Option<i64>,
+        retention_bytes: Option<u64>,
+    ) -> Result<Vec<u64>, LogError> {
+        let mut total = self.size_bytes();
+        let mut deleted = Vec::new();
+        while let Some((&base, seg)) = self.sealed.first_key_value() {
+            let over_bytes = retention_bytes.is_some_and(|max| total > max);
+            let expired = retention_ms.is_some_and(|ms| seg.max_timestamp().is_none_or(|ts| now_ms - ts > ms));
+            if !over_bytes && !expired {
+                break;
+            }
+            let seg = self.sealed.remove(&base).expect("first key exists");
+            total -= seg.size();
+            seg.delete()?;
+            deleted.push(base);
+        }
+        Ok(deleted)
+    }
+
+    /// Reads whole batches holding records from `offset` on, up to about `max_bytes` (at least one
+    /// batch). The first batch may start before `offset`: callers skip those records. Empty when
+    /// `offset` is the high watermark.
+    pub fn read(&self, offset: u64, max_bytes: usize, out: &mut Vec<u8>) -> Result<(), LogError> {
+        let start = self.log_start_offset();
+        if offset < start || offset > self.high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: start,
+                high_watermark: self.high_watermark,
+            });
+        }
+        if offset == self.high_watermark {
+            return Ok(());
+        }
+        let (seg, limit) = match self.sealed.range(..=offset).next_back() {
+            Some((_, seg)) if offset < seg.next_offset() => (seg, seg.size()),
+            _ => (&self.active, self.visible_bytes),
+        };
+        let pos = seg.position_of(offset, limit)?;
+        seg.read(pos, limit, max_bytes, out)
+    }
+
+    /// First offset whose record may have a timestamp at or after `timestamp` (a lower bound
+    /// to start reading from).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> u64 {
+        for seg in self.sealed.values() {
+            if seg.max_timestamp().is_some_and(|ts| ts >= timestamp) {
+                return seg.time_lookup(timestamp);
+            }
+        }
+        if self.active.max_timestamp().is_some_and(|ts| ts >= timestamp) {
+            return self.active.time_lookup(timestamp).min(self.high_watermark);
+        }
+        self.high_watermark
+    }
+
+    /// The active segment's log file (for an interval fsync).
+    pub fn active_file(&self) -> Arc<File> {
+        self.active.file()
+    }
+}
+
+#[cfg(test)]
+mod tests;

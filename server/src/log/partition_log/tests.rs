@@ -1,0 +1,249 @@
+use super::*;
+use crate::log::batch::records;
+
+fn config(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        segment_ms: i64::MAX,
+        index_interval_bytes: 256,
+        index_bytes_max: 4096,
+    }
+}
+
+fn rec(i: u64) -> NewRecord {
+    NewRecord {
+        key: Some(format!("k{i}").into_bytes()),
+        value: format!("value-{i:05}-{}", "x".repeat(40)).into_bytes(),
+        headers: vec![("n".into(), i.to_string().into_bytes())],
+        timestamp: Some(1_000_000 + i as i64),
+    }
+}
+
+/// Appends `count` records in groups of `per_batch` and publishes them.
+fn fill(log: &mut PartitionLog, from: u64, count: u64, per_batch: u64) {
+    let mut i = from;
+    while i < from + count {
+        let n = per_batch.min(from + count - i);
+        let group: Vec<_> = (i..i + n).map(rec).collect();
+        log.append(&[&group], 0).unwrap();
+        log.publish();
+        i += n;
+    }
+}
+
+/// Reads every record from `from` to the high watermark, asserting whole, ordered batches.
+fn read_all(log: &PartitionLog, from: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while next < log.high_watermark() {
+        let mut buf = Vec::new();
+        log.read(next, 1000, &mut buf).unwrap();
+        assert!(
+            !buf.is_empty(),
+            "read at {next} below the high watermark returned nothing"
+        );
+        let mut pos = 0;
+        while pos < buf.len() {
+            let h = batch::verify(&buf[pos..]).unwrap();
+            for r in records(&buf[pos..]).unwrap() {
+                let r = r.unwrap();
+                if r.offset >= next {
+                    assert_eq!(r.offset, next, "offsets are contiguous");
+                    out.push((r.offset, r.value.to_vec()));
+                    next += 1;
+                }
+            }
+            pos += h.total_bytes;
+        }
+    }
+    out
+}
+
+#[test]
+fn consume_across_segment_roll_returns_contiguous_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(2_000), true).unwrap();
+    fill(&mut log, 0, 300, 7);
+    assert!(
+        log.segment_count() > 5,
+        "small segments rolled: {}",
+        log.segment_count()
+    );
+    let got = read_all(&log, 0);
+    assert_eq!(got.len(), 300);
+    assert_eq!(got[299].1, rec(299).value);
+    // A read from the middle of a batch in the middle of a segment starts at that record.
+    assert_eq!(read_all(&log, 123)[0], (123, rec(123).value));
+}
+
+#[test]
+fn reopen_after_clean_shutdown_keeps_every_record_and_continues_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _) = PartitionLog::open(dir.path(), config(3_000), true).unwrap();
+        fill(&mut log, 0, 100, 3);
+    }
+    let (mut log, recovery) = PartitionLog::open(dir.path(), config(3_000), true).unwrap();
+    assert_eq!(recovery, Recovery::default());
+    assert_eq!(log.high_watermark(), 100);
+    fill(&mut log, 100, 10, 10);
+    assert_eq!(read_all(&log, 0).len(), 110);
+}
+
+#[test]
+fn unpublished_records_are_invisible_to_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    fill(&mut log, 0, 5, 5);
+    log.append(&[&[rec(5)]], 0).unwrap();
+    assert_eq!(log.high_watermark(), 5);
+    assert_eq!(read_all(&log, 0).len(), 5);
+    let mut buf = Vec::new();
+    log.read(5, 1000, &mut buf).unwrap();
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn reads_outside_the_log_name_start_and_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    fill(&mut log, 0, 3, 3);
+    let err = log.read(4, 100, &mut Vec::new()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogError::OffsetOutOfRange {
+                offset: 4,
+                log_start_offset: 0,
+                high_watermark: 3
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn retention_by_bytes_deletes_oldest_whole_segments_and_moves_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(2_000), true).unwrap();
+    fill(&mut log, 0, 200, 5);
+    let before = log.segment_count();
+    let deleted = log.apply_retention(0, None, Some(5_000)).unwrap();
+    assert!(!deleted.is_empty());
+    assert_eq!(log.segment_count(), before - deleted.len());
+    assert!(log.size_bytes() <= 5_000 + 2_000);
+    let start = log.log_start_offset();
+    assert!(start > 0);
+    assert!(log.read(start - 1, 100, &mut Vec::new()).is_err());
+    assert_eq!(read_all(&log, start).len() as u64, 200 - start);
+    for base in deleted {
+        assert!(!dir.path().join(format!("{base:020}.log")).exists());
+    }
+}
+
+#[test]
+fn retention_by_age_spares_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(2_000), true).unwrap();
+    fill(&mut log, 0, 100, 5);
+    let deleted = log.apply_retention(10_000_000, Some(1_000), None).unwrap();
+    assert_eq!(log.segment_count(), 1, "every sealed segment expired");
+    assert!(!deleted.is_empty());
+    assert_eq!(log.high_watermark(), 100);
+}
+
+#[test]
+fn idle_segment_rolls_by_age_so_retention_can_reach_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_ms: 50,
+        ..config(1 << 20)
+    };
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg, true).unwrap();
+    log.append(&[&[rec(0)]], 1_000).unwrap();
+    log.publish();
+    assert!(!log.roll_if_idle(1_020).unwrap());
+    assert!(log.roll_if_idle(1_060).unwrap());
+    assert_eq!(log.segment_count(), 2);
+    // Appending to an aged segment rolls it first, too.
+    log.append(&[&[rec(1)]], 2_000).unwrap();
+    log.append(&[&[rec(2)]], 2_100).unwrap();
+    log.publish();
+    assert_eq!(log.segment_count(), 3);
+}
+
+#[test]
+fn recovery_cuts_a_torn_last_batch_at_every_byte_and_keeps_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    fill(&mut log, 0, 40, 4);
+    let good = log.active.size();
+    let last: Vec<_> = (40..45).map(rec).collect();
+    log.append(&[&last], 0).unwrap();
+    let full = log.active.size();
+    drop(log);
+    let path = dir.path().join(format!("{:020}.log", 0));
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in good..full {
+        std::fs::write(&path, &bytes[..cut as usize]).unwrap();
+        let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+        assert_eq!(log.high_watermark(), 40, "cut at {cut}");
+        assert_eq!(recovery.truncated_bytes, cut - good, "cut at {cut}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+        assert_eq!(read_all(&log, 0).len(), 40);
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    assert_eq!((log.high_watermark(), recovery.truncated_bytes), (45, 0));
+}
+
+#[test]
+fn recovery_truncates_at_a_corrupt_batch_in_the_middle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    fill(&mut log, 0, 10, 2);
+    let mut buf = Vec::new();
+    log.read(4, 1, &mut buf).unwrap();
+    let third = log.active.position_of(4, log.active.size()).unwrap();
+    drop(log);
+    let path = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[third as usize + 70] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    assert_eq!(log.high_watermark(), 4);
+    assert!(recovery.reason.unwrap().contains("checksum"));
+}
+
+#[test]
+fn recovery_rebuilds_an_index_that_disagrees_with_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    fill(&mut log, 0, 200, 3);
+    drop(log);
+    let index = dir.path().join(format!("{:020}.index", 0));
+    let mut bytes = std::fs::read(&index).unwrap();
+    // Point the third entry at a wrong position.
+    bytes[2 * 8 + 4..2 * 8 + 8].copy_from_slice(&7u32.to_be_bytes());
+    std::fs::write(&index, &bytes).unwrap();
+    let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    assert!(recovery.index_rebuilt);
+    assert_eq!(recovery.truncated_bytes, 0);
+    let got = read_all(&log, 0);
+    assert_eq!(got.len(), 200);
+    for start in [1, 50, 101, 199] {
+        assert_eq!(read_all(&log, start)[0].0, start);
+    }
+}
+
+#[test]
+fn offset_for_timestamp_finds_a_lower_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(3_000), true).unwrap();
+    fill(&mut log, 0, 200, 4);
+    for target in [0u64, 17, 120, 199] {
+        let at = log.offset_for_timestamp(1_000_000 + target as i64);
+        assert!(at <= target, "lower bound {at} for record {target}");
+    }
+    assert_eq!(log.offset_for_timestamp(i64::MAX), 200);
+}
