@@ -1,2 +1,16 @@
 //! Weir: a broker of durable, partitioned logs served over HTTP and Server-Sent Events.
+//!
+//! How this fits together, top to bottom (imports flow downward only):
+//! - [`cli`]: the `weir` command line: `serve`, and client subcommands over the HTTP API.
+//! - [`server`]: `run(config, listener, shutdown)` wires storage, the router and shutdown.
+//! - [`http`]: `router(state)`, handlers, SSE, the one `ApiError`.
+//! - [`topic`]: the `Topics` handle, partitions, the group-commit writers, metadata on disk.
+//! - [`log`]: one partition's segments, batch codec, indexes, recovery, retention.
+//! - [`config`] and [`metrics`]: settings and Prometheus counters, passed down explicitly.
+pub mod cli;
+pub mod config;
+pub mod http;
 pub mod log;
+pub mod metrics;
+pub mod server;
+pub mod topic;

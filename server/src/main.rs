@@ -1,1 +1,4 @@
-fn main() {}
+//! The `weir` binary: see `weir --help`.
+fn main() -> std::process::ExitCode {
+    weir_server::cli::main()
+}

@@ -1,1 +1,14 @@
+//! End-to-end tests: each starts the real server (port 0, temporary data directory) and drives it
+//! over HTTP and Server-Sent Events, as a user would.
 
+// Test helpers panic on surprises by design: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod durability;
+mod fetch;
+mod harness;
+mod ops;
+mod produce;
+mod sse;
+mod topics;

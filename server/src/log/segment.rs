@@ -383,8 +383,7 @@ impl Segment {
         self.file.read_exact_at(&mut out[start..], pos).map_err(io_err)?;
         // Keep whole batches only; fetch the rest of the first one if it is larger than `want`.
         let mut end = start;
-        loop {
-            let Ok(h) = BatchHeader::parse(&out[end..]) else { break };
+        while let Ok(h) = BatchHeader::parse(&out[end..]) {
             if end + h.total_bytes > out.len() {
                 if end == start {
                     let have = out.len() - start;

@@ -1,0 +1,61 @@
+//! A small client for the HTTP API that turns the server's error bodies into readable errors.
+
+use anyhow::{Context, anyhow};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    /// Sends, and turns a non-2xx answer into an error carrying the server's code and message.
+    pub async fn send(&self, req: RequestBuilder) -> anyhow::Result<Response> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Weir server at {}", self.base))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let parsed: Option<Value> = serde_json::from_str(&text).ok();
+        match parsed.as_ref().and_then(|v| v.get("error")) {
+            Some(e) => Err(anyhow!(
+                "{} ({status}): {}",
+                e["code"].as_str().unwrap_or("error"),
+                e["message"].as_str().unwrap_or(&text)
+            )),
+            None => Err(anyhow!("server answered {status}: {text}")),
+        }
+    }
+
+    pub async fn json(&self, req: RequestBuilder) -> anyhow::Result<Value> {
+        let resp = self.send(req).await?;
+        if resp.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        resp.json().await.context("the server's answer is not JSON")
+    }
+}

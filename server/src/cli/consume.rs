@@ -1,0 +1,135 @@
+//! `weir consume TOPIC`: print records as JSON lines. Without `--follow`, reads every partition
+//! up to the end it saw at start and exits; with it, subscribes over SSE and keeps printing.
+
+use std::io::Write;
+
+use anyhow::Context;
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{Client, ServerArg};
+
+#[derive(Debug, clap::Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    server: ServerArg,
+    topic: String,
+    /// earliest, latest or an offset.
+    #[arg(long, default_value = "earliest")]
+    from: String,
+    /// Only this partition (default: all).
+    #[arg(long, short)]
+    partition: Option<u32>,
+    /// Keep waiting for new records (Server-Sent Events).
+    #[arg(long, short)]
+    follow: bool,
+    /// Stop after this many records.
+    #[arg(long, short = 'n')]
+    max_records: Option<u64>,
+    /// Print only each record's value.
+    #[arg(long)]
+    value_only: bool,
+}
+
+struct Printer {
+    value_only: bool,
+    printed: u64,
+    max: u64,
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl Printer {
+    /// Prints one record; false once the maximum is reached.
+    fn print(&mut self, record: &Value) -> anyhow::Result<bool> {
+        if self.printed >= self.max {
+            return Ok(false);
+        }
+        if self.value_only {
+            match &record["value"] {
+                Value::String(s) => writeln!(self.out, "{s}")?,
+                _ => writeln!(self.out, "{}", record["value_b64"].as_str().unwrap_or(""))?,
+            }
+        } else {
+            writeln!(self.out, "{record}")?;
+        }
+        self.printed += 1;
+        Ok(self.printed < self.max)
+    }
+}
+
+pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.server.server)?;
+    let mut printer = Printer {
+        value_only: args.value_only,
+        printed: 0,
+        max: args.max_records.unwrap_or(u64::MAX),
+        out: std::io::BufWriter::new(std::io::stdout()),
+    };
+    if args.follow {
+        follow(&client, &args, &mut printer).await?;
+    } else {
+        let topic = client
+            .json(client.request(Method::GET, &format!("/v1/topics/{}", args.topic)))
+            .await?;
+        let count = topic["partitions"].as_array().map_or(0, Vec::len) as u32;
+        let partitions: Vec<u32> = match args.partition {
+            Some(p) => vec![p],
+            None => (0..count).collect(),
+        };
+        'parts: for p in partitions {
+            let mut offset = args.from.clone();
+            let mut end: Option<u64> = None;
+            loop {
+                let path = format!(
+                    "/v1/topics/{}/partitions/{p}/records?offset={offset}&max_records=5000",
+                    args.topic
+                );
+                let page = client.json(client.request(Method::GET, &path)).await?;
+                let end = *end.get_or_insert(page["high_watermark"].as_u64().unwrap_or(0));
+                for r in page["records"].as_array().into_iter().flatten() {
+                    if r["offset"].as_u64().unwrap_or(0) >= end {
+                        break;
+                    }
+                    if !printer.print(r)? {
+                        break 'parts;
+                    }
+                }
+                let next = page["next_offset"].as_u64().unwrap_or(end);
+                if next >= end || page["records"].as_array().is_none_or(Vec::is_empty) {
+                    break;
+                }
+                offset = next.to_string();
+            }
+        }
+    }
+    printer.out.flush()?;
+    Ok(())
+}
+
+async fn follow(client: &Client, args: &ConsumeArgs, printer: &mut Printer) -> anyhow::Result<()> {
+    let mut path = format!("/v1/topics/{}/events?from={}", args.topic, args.from);
+    if let Some(p) = args.partition {
+        path.push_str(&format!("&partition={p}"));
+    }
+    let resp = client.send(client.request(Method::GET, &path)).await?;
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk.context("the event stream broke")?);
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let Some(data) = line.strip_prefix(b"data:") else {
+                continue;
+            };
+            let event: Value = serde_json::from_slice(data.trim_ascii()).unwrap_or(Value::Null);
+            for r in event["records"].as_array().into_iter().flatten() {
+                if !printer.print(r)? {
+                    return Ok(());
+                }
+            }
+            printer.out.flush()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The `weir` command line: `serve` runs the broker; every other subcommand is a client of its
+//! HTTP API (`--server`, env `WEIR_URL`).
+
+mod bench;
+mod client;
+mod consume;
+mod produce;
+mod serve;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use client::Client;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Weir: durable streams over HTTP and Server-Sent Events, programmable with WebAssembly"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArg {
+    /// Base URL of the Weir server.
+    #[arg(long, global = true, env = "WEIR_URL", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(serve::ServeArgs),
+    /// Create, list, describe and delete topics.
+    Topic {
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+    },
+    /// Append records: a value argument, or one record per line of standard input.
+    Produce(produce::ProduceArgs),
+    /// Print records as JSON lines, from an offset to the end or following new ones.
+    Consume(consume::ConsumeArgs),
+    /// Measure throughput and latency against a running server.
+    Bench {
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+/// Entry point of the `weir` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Topic { server, command } => topic::run(&Client::new(&server.server)?, command).await,
+            Command::Produce(args) => produce::run(args).await,
+            Command::Consume(args) => consume::run(args).await,
+            Command::Bench { server, command } => bench::run(&server.server, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Server configuration: defaults, then a TOML file, then `WEIR_*` environment variables and
+//! command-line flags (clap merges those two), then [`Config::validate`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::topic::{FsyncPolicy, TopicConfig};
+
+/// Settings a new topic gets unless its create request says otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicDefaults {
+    pub partitions: u32,
+    /// `None`: keep forever.
+    pub retention_ms: Option<i64>,
+    /// `None`: no size limit.
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub fsync: FsyncPolicy,
+    pub fsync_interval_ms: u64,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        Self {
+            partitions: 1,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            fsync: FsyncPolicy::Always,
+            fsync_interval_ms: 1000,
+        }
+    }
+}
+
+impl TopicDefaults {
+    pub fn to_topic_config(&self) -> TopicConfig {
+        TopicConfig {
+            partitions: self.partitions,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            fsync: self.fsync,
+            fsync_interval_ms: self.fsync_interval_ms,
+        }
+    }
+}
+
+/// Request limits. Each protects memory: the broker holds a whole request body while it
+/// validates it, and a whole fetch answer while it encodes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body (produce batch).
+    pub body_bytes_max: usize,
+    /// Largest record: key + value + header names and values.
+    pub record_bytes_max: usize,
+    /// Largest `max_records` a fetch may ask for.
+    pub fetch_records_max: usize,
+    /// Largest `max_bytes` a fetch may ask for.
+    pub fetch_bytes_max: usize,
+    /// Longest long-poll `wait_ms`.
+    pub wait_ms_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_bytes_max: 64 * 1024 * 1024,
+            record_bytes_max: 1024 * 1024,
+            fetch_records_max: 100_000,
+            fetch_bytes_max: 64 * 1024 * 1024,
+            wait_ms_max: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub defaults: TopicDefaults,
+    pub limits: Limits,
+    /// How often retention and idle-segment rolls run.
+    pub retention_check_interval_ms: u64,
+    /// Longest silence on an SSE stream before a comment heartbeat.
+    pub sse_heartbeat_ms: u64,
+    /// Log bytes between two sparse index entries.
+    pub index_interval_bytes: u32,
+    /// Preallocated size of an active segment's offset index.
+    pub index_bytes_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("weir-data"),
+            defaults: TopicDefaults::default(),
+            limits: Limits::default(),
+            retention_check_interval_ms: 60_000,
+            sse_heartbeat_ms: 15_000,
+            index_interval_bytes: 4096,
+            index_bytes_max: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// Errors loading configuration; each names the file or setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every setting for sense, naming the one that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.defaults
+            .to_topic_config()
+            .validate()
+            .map_err(|m| ConfigError::Invalid(format!("defaults: {m}")))?;
+        let l = &self.limits;
+        if l.record_bytes_max == 0 || l.record_bytes_max > l.body_bytes_max {
+            return Err(ConfigError::Invalid(format!(
+                "limits.record_bytes_max must be 1 to limits.body_bytes_max ({}), got {}",
+                l.body_bytes_max, l.record_bytes_max
+            )));
+        }
+        if l.body_bytes_max > 1024 * 1024 * 1024 {
+            return Err(ConfigError::Invalid(
+                "limits.body_bytes_max must be at most 1 GiB".into(),
+            ));
+        }
+        if l.fetch_records_max == 0 || l.fetch_bytes_max == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.fetch_records_max and fetch_bytes_max must be positive".into(),
+            ));
+        }
+        if self.retention_check_interval_ms == 0 || self.sse_heartbeat_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "retention_check_interval_ms and sse_heartbeat_ms must be positive".into(),
+            ));
+        }
+        if self.index_interval_bytes == 0 || self.index_bytes_max < 64 {
+            return Err(ConfigError::Invalid(
+                "index_interval_bytes must be positive and index_bytes_max at least 64".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_only_what_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/tmp/x\"\n[defaults]\npartitions = 4\nfsync = \"never\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.defaults.partitions, 4);
+        assert_eq!(c.defaults.fsync, FsyncPolicy::Never);
+        assert_eq!(c.limits, Limits::default());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, "adr = \"x\"\n").unwrap();
+        assert!(Config::from_file(&path).unwrap_err().to_string().contains("adr"));
+        let c = Config {
+            limits: Limits {
+                record_bytes_max: 0,
+                ..Limits::default()
+            },
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("record_bytes_max"));
+    }
+}

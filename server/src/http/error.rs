@@ -1,0 +1,90 @@
+//! The one error type of the HTTP API. Every failure becomes
+//! `{"error":{"code":"snake_case","message":"..."}}` with a fitting status, in one match.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::topic::TopicError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error("record {index}: {reason}")]
+    InvalidRecord { index: usize, reason: String },
+    #[error("record {index} is {bytes} bytes (key, value and headers); the limit is {limit} (limits.record_bytes_max)")]
+    RecordTooLarge { index: usize, bytes: usize, limit: usize },
+    #[error(
+        "the request body is larger than the limit of {limit} bytes (limits.body_bytes_max); send fewer records per request"
+    )]
+    BodyTooLarge { limit: usize },
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("invalid resume token: {0}")]
+    InvalidResumeToken(String),
+    #[error("no route for {method} {path}; see docs/api.md for the endpoints")]
+    NoRoute { method: String, path: String },
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Topic(e) => match e {
+                TopicError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_topic_name"),
+                TopicError::InvalidConfig(_) => (StatusCode::BAD_REQUEST, "invalid_topic_config"),
+                TopicError::Exists(_) => (StatusCode::CONFLICT, "topic_exists"),
+                TopicError::NotFound(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
+                TopicError::PartitionNotFound { .. } => (StatusCode::NOT_FOUND, "partition_not_found"),
+                TopicError::OffsetOutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
+                TopicError::StorageFailed { .. } | TopicError::Log(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
+                }
+                TopicError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            },
+            Self::InvalidRecord { .. } => (StatusCode::BAD_REQUEST, "invalid_record"),
+            Self::RecordTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large"),
+            Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::InvalidResumeToken(_) => (StatusCode::BAD_REQUEST, "invalid_resume_token"),
+            Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        }
+    }
+
+    /// The message with its causes, so a storage error says which file and why.
+    fn message(&self) -> String {
+        let mut msg = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            source = s.source();
+        }
+        msg
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = self.message();
+        if status.is_server_error() {
+            tracing::error!(code, %message, "request failed");
+        }
+        let mut body = json!({ "error": { "code": code, "message": message } });
+        if let Self::Topic(TopicError::OffsetOutOfRange {
+            log_start_offset,
+            high_watermark,
+            ..
+        }) = &self
+        {
+            body["error"]["log_start_offset"] = json!(log_start_offset);
+            body["error"]["high_watermark"] = json!(high_watermark);
+        }
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,143 @@
+//! `GET /v1/topics/{topic}/partitions/{p}/records`: read from an offset, optionally waiting
+//! (long-poll) until records arrive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::records::{Encoding, write_records};
+use super::{ApiError, AppState};
+use crate::topic::{Partition, Topic};
+
+/// Records a fetch returns when it names no `max_records`.
+const FETCH_RECORDS_DEFAULT: usize = 1000;
+/// Bytes of batches a fetch reads when it names no `max_bytes`.
+const FETCH_BYTES_DEFAULT: usize = 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchQuery {
+    offset: Option<String>,
+    max_records: Option<usize>,
+    max_bytes: Option<usize>,
+    wait_ms: Option<u64>,
+    encoding: Option<String>,
+}
+
+/// Parses `earliest`, `latest` or a number into an offset of `partition`.
+pub fn resolve_start(spec: &str, partition: &Partition) -> Result<u64, ApiError> {
+    let (start, hw) = partition.bounds();
+    match spec {
+        "earliest" => Ok(start),
+        "latest" => Ok(hw),
+        n => n.parse().map_err(|_| {
+            ApiError::InvalidRequest(format!(
+                "offset must be earliest, latest or a non-negative integer, got '{n}'"
+            ))
+        }),
+    }
+}
+
+pub fn parse_encoding(value: Option<&str>) -> Result<Encoding, ApiError> {
+    match value {
+        None | Some("auto") => Ok(Encoding::Auto),
+        Some("base64") => Ok(Encoding::Base64),
+        Some(other) => Err(ApiError::InvalidRequest(format!(
+            "encoding must be auto or base64, got '{other}'"
+        ))),
+    }
+}
+
+pub async fn fetch(
+    State(state): State<AppState>,
+    Path((topic, partition)): Path<(String, u32)>,
+    query: Result<Query<FetchQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let topic = state.topics.get(&topic)?;
+    let partition = Arc::clone(topic.partition(partition)?);
+    let limits = &state.config.limits;
+    let max_records = q.max_records.unwrap_or(FETCH_RECORDS_DEFAULT);
+    let max_bytes = q.max_bytes.unwrap_or(FETCH_BYTES_DEFAULT);
+    let wait = q.wait_ms.unwrap_or(0);
+    if max_records == 0 || max_records > limits.fetch_records_max {
+        return Err(ApiError::InvalidRequest(format!(
+            "max_records must be 1 to {}",
+            limits.fetch_records_max
+        )));
+    }
+    if max_bytes == 0 || max_bytes > limits.fetch_bytes_max {
+        return Err(ApiError::InvalidRequest(format!(
+            "max_bytes must be 1 to {}",
+            limits.fetch_bytes_max
+        )));
+    }
+    if wait > limits.wait_ms_max {
+        return Err(ApiError::InvalidRequest(format!(
+            "wait_ms must be at most {}",
+            limits.wait_ms_max
+        )));
+    }
+    let encoding = parse_encoding(q.encoding.as_deref())?;
+    let offset = resolve_start(q.offset.as_deref().unwrap_or("earliest"), &partition)?;
+
+    let mut hw_changes = partition.watch();
+    hw_changes.borrow_and_update();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
+    loop {
+        let (body, count) = read_range(&topic, &partition, offset, max_records, max_bytes, encoding).await?;
+        if count > 0 || tokio::time::Instant::now() >= deadline {
+            return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+        }
+        tokio::select! {
+            changed = hw_changes.changed() => { if changed.is_err() { break } }
+            () = tokio::time::sleep_until(deadline) => {}
+            () = topic.stop.cancelled() => break,
+        }
+    }
+    let (body, _) = read_range(&topic, &partition, offset, max_records, max_bytes, encoding).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Reads up to `max_records` / about `max_bytes` from `offset` and encodes the fetch answer.
+async fn read_range(
+    topic: &Topic,
+    partition: &Arc<Partition>,
+    offset: u64,
+    max_records: usize,
+    max_bytes: usize,
+    encoding: Encoding,
+) -> Result<(Vec<u8>, usize), ApiError> {
+    let mut out = Vec::with_capacity(max_bytes.min(1 << 20) + 256);
+    out.extend_from_slice(b"{\"records\":[");
+    let (mut next, mut count, mut bytes_read, mut payload) = (offset, 0usize, 0usize, 0u64);
+    loop {
+        let batches = partition.read(next, max_bytes - bytes_read).await?;
+        if batches.is_empty() {
+            break;
+        }
+        bytes_read += batches.len();
+        let (n, b, after) = write_records(&mut out, partition.id, &batches, next, max_records - count, encoding);
+        count += n;
+        payload += b;
+        if n == 0 {
+            break;
+        }
+        next = after;
+        if count >= max_records || bytes_read >= max_bytes {
+            break;
+        }
+    }
+    let (start, hw) = partition.bounds();
+    out.extend_from_slice(
+        format!("],\"next_offset\":{next},\"high_watermark\":{hw},\"log_start_offset\":{start}}}").as_bytes(),
+    );
+    topic.counters.records_out.inc_by(count as u64);
+    topic.counters.bytes_out.inc_by(payload);
+    Ok((out, count))
+}

@@ -1,0 +1,92 @@
+//! The HTTP API: `router(state)` builds every route and layer in one place, so tests and `main`
+//! share it. Handlers live one concern per file; they speak DTOs, never storage internals.
+
+mod error;
+mod fetch;
+mod produce;
+mod records;
+mod sse;
+mod topics;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::cors::CorsLayer;
+
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::metrics::{Metrics, RouteLabels};
+use crate::topic::Topics;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub topics: Topics,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.body_bytes_max;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/topics", post(topics::create).get(topics::list))
+        .route("/v1/topics/{topic}", get(topics::describe).delete(topics::delete))
+        .route("/v1/topics/{topic}/records", post(produce::produce))
+        .route("/v1/topics/{topic}/partitions/{partition}/records", get(fetch::fetch))
+        .route("/v1/topics/{topic}/events", get(sse::events))
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), record_latency))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CorsLayer::permissive())
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}")
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::NoRoute {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+/// Observes every request's latency (time to response headers) by route template.
+async fn record_latency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let labels = RouteLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,146 @@
+//! Topic administration: create, list, describe, delete.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{ApiError, AppState};
+use crate::topic::{FsyncPolicy, Topic};
+
+/// `POST /v1/topics` body. Unset settings come from the server's defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopic {
+    name: String,
+    partitions: Option<u32>,
+    /// Milliseconds; `null` or -1 keeps records forever.
+    #[serde(default, deserialize_with = "limit")]
+    retention_ms: Option<Option<i64>>,
+    /// Bytes per partition; `null` or -1 for no limit.
+    #[serde(default, deserialize_with = "limit")]
+    retention_bytes: Option<Option<i64>>,
+    segment_bytes: Option<u64>,
+    segment_ms: Option<i64>,
+    fsync: Option<FsyncPolicy>,
+    fsync_interval_ms: Option<u64>,
+}
+
+/// Distinguishes "not given" (outer `None`) from "no limit" (`null` or -1: inner `None`).
+fn limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    let v = Option::<i64>::deserialize(d)?;
+    Ok(Some(v.filter(|&n| n != -1)))
+}
+
+#[derive(Debug, Serialize)]
+pub struct PartitionInfo {
+    partition: u32,
+    log_start_offset: u64,
+    high_watermark: u64,
+    size_bytes: u64,
+    segments: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TopicInfo {
+    name: String,
+    created_ms: i64,
+    config: crate::topic::TopicConfig,
+    partitions: Vec<PartitionInfo>,
+}
+
+fn describe_topic(topic: &Arc<Topic>) -> TopicInfo {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            let log = p.log();
+            PartitionInfo {
+                partition: p.id,
+                log_start_offset: log.log_start_offset(),
+                high_watermark: log.high_watermark(),
+                size_bytes: log.size_bytes(),
+                segments: log.segment_count(),
+            }
+        })
+        .collect();
+    TopicInfo {
+        name: topic.name.clone(),
+        created_ms: topic.created_ms,
+        config: topic.config.clone(),
+        partitions,
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<CreateTopic>, JsonRejection>,
+) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
+    let Json(req) = body.map_err(|e| {
+        ApiError::InvalidRequest(format!(
+            "{}; expected {{\"name\":\"orders\",\"partitions\":3}}",
+            e.body_text()
+        ))
+    })?;
+    let mut config = state.config.defaults.to_topic_config();
+    if let Some(p) = req.partitions {
+        config.partitions = p;
+    }
+    if let Some(r) = req.retention_ms {
+        config.retention_ms = r;
+    }
+    if let Some(r) = req.retention_bytes {
+        config.retention_bytes = match r {
+            Some(n) if n < 0 => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "retention_bytes must be positive or -1, got {n}"
+                )));
+            }
+            other => other.map(|n| n as u64),
+        };
+    }
+    if let Some(s) = req.segment_bytes {
+        config.segment_bytes = s;
+    }
+    if let Some(s) = req.segment_ms {
+        config.segment_ms = s;
+    }
+    if let Some(f) = req.fsync {
+        config.fsync = f;
+    }
+    if let Some(i) = req.fsync_interval_ms {
+        config.fsync_interval_ms = i;
+    }
+    let topics = state.topics.clone();
+    let name = req.name.clone();
+    let topic = tokio::task::spawn_blocking(move || topics.create(&name, config))
+        .await
+        .map_err(|_| ApiError::Topic(crate::topic::TopicError::ShuttingDown))??;
+    Ok((StatusCode::CREATED, Json(describe_topic(&topic))))
+}
+
+#[derive(Debug, Serialize)]
+pub struct TopicList {
+    topics: Vec<TopicInfo>,
+}
+
+pub async fn list(State(state): State<AppState>) -> Json<TopicList> {
+    Json(TopicList {
+        topics: state.topics.list().iter().map(describe_topic).collect(),
+    })
+}
+
+pub async fn describe(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TopicInfo>, ApiError> {
+    Ok(Json(describe_topic(&state.topics.get(&name)?)))
+}
+
+pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    let topics = state.topics.clone();
+    tokio::task::spawn_blocking(move || topics.delete(&name))
+        .await
+        .map_err(|_| ApiError::Topic(crate::topic::TopicError::ShuttingDown))??;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,72 @@
+//! `run`: open storage, bind, serve until told to stop, then stop in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::metrics::Metrics;
+use crate::topic::{Topics, TopicsConfig};
+
+/// Runs the broker on `listener` until `shutdown` fires, then: stops SSE streams and long-polls,
+/// lets in-flight requests finish, flushes every partition and marks the stop clean.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let topics_config = TopicsConfig {
+        data_dir: config.data_dir.clone(),
+        index_interval_bytes: config.index_interval_bytes,
+        index_bytes_max: config.index_bytes_max,
+    };
+    let started = std::time::Instant::now();
+    let m = Arc::clone(&metrics);
+    let topics = tokio::task::spawn_blocking(move || Topics::open(topics_config, m)).await??;
+    tracing::info!(
+        topics = topics.list().len(),
+        clean = topics.clean_start(),
+        ms = started.elapsed().as_millis() as u64,
+        data_dir = %config.data_dir.display(),
+        "storage ready"
+    );
+    let state = AppState {
+        topics: topics.clone(),
+        config: Arc::new(config.clone()),
+        metrics,
+    };
+
+    let retention = tokio::spawn({
+        let topics = topics.clone();
+        let stop = shutdown.clone();
+        let every = Duration::from_millis(config.retention_check_interval_ms);
+        async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => topics.enforce_retention().await,
+                    () = stop.cancelled() => break,
+                }
+            }
+        }
+    });
+
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr}");
+    let stopping = topics.stop_readers();
+    let signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            tracing::info!("stopping: finishing in-flight requests");
+            // Ends SSE streams and long-polls so the graceful shutdown below can complete.
+            stopping.cancel();
+        }
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(signal)
+        .await?;
+    retention.abort();
+    topics.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,352 @@
+//! Topics: named sets of partitions, each a durable log with its own group-commit writer.
+//!
+//! [`Topics`] is the cheap-to-clone handle the HTTP layer (and later the processors) holds. A
+//! topic lives in `DATA/topics/NAME/` as `topic.json` (its settings, written atomically) and one
+//! directory per partition (`0/`, `1/`, ...). Creation builds the whole directory under
+//! `DATA/staging/` and renames it into place; deletion renames it to `DATA/trash/` first, so a
+//! crash never leaves half a topic behind.
+
+pub mod partition;
+pub mod partitioner;
+pub mod spec;
+mod store;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::log::{LogConfig, LogError, PartitionLog};
+use crate::metrics::{Metrics, TopicCounters};
+pub use partition::Partition;
+pub use spec::{FsyncPolicy, TopicConfig};
+
+/// Append requests that may wait for a partition's writer before producers feel backpressure.
+const WRITER_QUEUE_REQUESTS: usize = 4096;
+
+/// Errors of topic operations.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TopicError {
+    #[error("invalid topic name: {0}")]
+    InvalidName(String),
+    #[error("invalid topic settings: {0}")]
+    InvalidConfig(String),
+    #[error("topic '{0}' already exists")]
+    Exists(String),
+    #[error("topic '{0}' does not exist")]
+    NotFound(String),
+    #[error("topic '{topic}' has no partition {partition}; it has {partitions}")]
+    PartitionNotFound {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+    #[error(
+        "offset {offset} is out of range: the partition starts at {log_start_offset} and its high watermark is {high_watermark}"
+    )]
+    OffsetOutOfRange {
+        offset: u64,
+        log_start_offset: u64,
+        high_watermark: u64,
+    },
+    #[error("storage failed for topic '{topic}' partition {partition}: {reason}")]
+    StorageFailed {
+        topic: String,
+        partition: u32,
+        reason: String,
+    },
+    #[error("storage error")]
+    Log(#[source] Arc<LogError>),
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl From<LogError> for TopicError {
+    fn from(e: LogError) -> Self {
+        Self::Log(Arc::new(e))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Server-wide settings the topic layer needs.
+#[derive(Debug, Clone)]
+pub struct TopicsConfig {
+    pub data_dir: PathBuf,
+    pub index_interval_bytes: u32,
+    pub index_bytes_max: usize,
+}
+
+/// One topic.
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub config: TopicConfig,
+    pub created_ms: i64,
+    pub partitions: Vec<Arc<Partition>>,
+    pub counters: TopicCounters,
+    /// Bumped whenever any partition's high watermark moves: all-partition subscribers wait on it.
+    changed: watch::Sender<u64>,
+    /// Round-robin cursor for records with neither key nor partition.
+    next_partition: AtomicU32,
+    /// Fires when the topic is deleted or the broker begins to stop: SSE streams and
+    /// long-polls end.
+    pub stop: CancellationToken,
+    /// Fires when the topic is deleted or once the broker has answered its last request: the
+    /// partition writers commit what is queued, flush and end.
+    writer_stop: CancellationToken,
+}
+
+impl Topic {
+    pub fn partition(&self, id: u32) -> Result<&Arc<Partition>, TopicError> {
+        self.partitions
+            .get(id as usize)
+            .ok_or_else(|| TopicError::PartitionNotFound {
+                topic: self.name.clone(),
+                partition: id,
+                partitions: self.partitions.len() as u32,
+            })
+    }
+
+    /// A receiver that changes whenever any partition gets new records.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The partition for a keyless, unpinned request: requests rotate, all records of one
+    /// request stay together (fewer, larger batches).
+    pub fn next_spread_partition(&self) -> u32 {
+        self.next_partition.fetch_add(1, Ordering::Relaxed) % self.partitions.len() as u32
+    }
+}
+
+struct Shared {
+    config: TopicsConfig,
+    metrics: Arc<Metrics>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Parents of every topic's tokens.
+    stop_readers: CancellationToken,
+    stop_writers: CancellationToken,
+    /// Set once the previous run's clean-shutdown marker was read.
+    clean_start: bool,
+    _lock: std::fs::File,
+}
+
+/// The handle to every topic. Clone it freely.
+#[derive(Clone)]
+pub struct Topics(Arc<Shared>);
+
+impl Topics {
+    /// Opens the data directory: takes its lock, removes leftovers of interrupted creates and
+    /// deletes, and opens every topic, recovering active segments if the last stop was unclean.
+    pub fn open(config: TopicsConfig, metrics: Arc<Metrics>) -> Result<Self, TopicError> {
+        let (lock, clean_start) = store::prepare(&config.data_dir)?;
+        let shared = Shared {
+            config,
+            metrics,
+            topics: RwLock::new(BTreeMap::new()),
+            writers: std::sync::Mutex::new(Vec::new()),
+            stop_readers: CancellationToken::new(),
+            stop_writers: CancellationToken::new(),
+            clean_start,
+            _lock: lock,
+        };
+        let this = Self(Arc::new(shared));
+        for (name, meta) in store::load_all(&this.0.config.data_dir)? {
+            let topic = this.open_topic(&name, meta.config, meta.created_ms, clean_start)?;
+            this.write_map().insert(name, topic);
+        }
+        Ok(this)
+    }
+
+    /// Cancel to end every SSE stream and long-poll (the first step of stopping).
+    pub fn stop_readers(&self) -> CancellationToken {
+        self.0.stop_readers.clone()
+    }
+
+    /// Whether the previous run stopped cleanly.
+    pub fn clean_start(&self) -> bool {
+        self.0.clean_start
+    }
+
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.0.topics.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.0.topics.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log_config(&self, c: &TopicConfig) -> LogConfig {
+        LogConfig {
+            segment_bytes: c.segment_bytes,
+            segment_ms: c.segment_ms,
+            index_interval_bytes: self.0.config.index_interval_bytes,
+            index_bytes_max: self.0.config.index_bytes_max,
+        }
+    }
+
+    fn open_topic(
+        &self,
+        name: &str,
+        config: TopicConfig,
+        created_ms: i64,
+        clean: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let dir = store::topic_dir(&self.0.config.data_dir, name);
+        let (changed, _) = watch::channel(0u64);
+        let mut partitions = Vec::with_capacity(config.partitions as usize);
+        let mut receivers = Vec::new();
+        for id in 0..config.partitions {
+            let pdir = dir.join(id.to_string());
+            let (log, recovery) = PartitionLog::open(&pdir, self.log_config(&config), clean)?;
+            if recovery.truncated_bytes > 0 {
+                tracing::warn!(
+                    topic = name,
+                    partition = id,
+                    cut_bytes = recovery.truncated_bytes,
+                    reason = recovery.reason.as_deref().unwrap_or(""),
+                    high_watermark = log.high_watermark(),
+                    "recovery cut a torn or corrupt tail"
+                );
+            } else if recovery.index_rebuilt {
+                tracing::info!(
+                    topic = name,
+                    partition = id,
+                    high_watermark = log.high_watermark(),
+                    "verified log tail after unclean stop"
+                );
+            }
+            let (tx, rx) = mpsc::channel(WRITER_QUEUE_REQUESTS);
+            partitions.push(Arc::new(Partition::new(id, name.to_owned(), log, tx)));
+            receivers.push(rx);
+        }
+        let topic = Arc::new(Topic {
+            name: name.to_owned(),
+            counters: self.0.metrics.topic(name),
+            config: config.clone(),
+            created_ms,
+            partitions,
+            changed,
+            next_partition: AtomicU32::new(0),
+            stop: self.0.stop_readers.child_token(),
+            writer_stop: self.0.stop_writers.child_token(),
+        });
+        let interval = Duration::from_millis(config.fsync_interval_ms.max(1));
+        let mut writers = self.0.writers.lock().unwrap_or_else(|e| e.into_inner());
+        writers.retain(|h| !h.is_finished());
+        for (partition, rx) in topic.partitions.iter().zip(receivers) {
+            let notify = topic.changed.clone();
+            let on_publish = move || {
+                notify.send_modify(|v| *v += 1);
+            };
+            writers.push(tokio::spawn(writer::run(
+                Arc::clone(partition),
+                rx,
+                topic.writer_stop.clone(),
+                config.fsync,
+                interval,
+                Arc::clone(&self.0.metrics),
+                on_publish,
+            )));
+        }
+        Ok(topic)
+    }
+
+    /// Creates a topic; its directory appears whole or not at all.
+    pub fn create(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>, TopicError> {
+        spec::validate_name(name).map_err(TopicError::InvalidName)?;
+        config.validate().map_err(TopicError::InvalidConfig)?;
+        // Hold the map's write lock across the rename so two creates of one name cannot race.
+        let mut map = self.write_map();
+        if map.contains_key(name) {
+            return Err(TopicError::Exists(name.to_owned()));
+        }
+        let created_ms = now_ms();
+        store::create(&self.0.config.data_dir, name, &config, created_ms)?;
+        let topic = self.open_topic(name, config, created_ms, true)?;
+        map.insert(name.to_owned(), Arc::clone(&topic));
+        Ok(topic)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        self.read_map()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TopicError::NotFound(name.to_owned()))
+    }
+
+    pub fn list(&self) -> Vec<Arc<Topic>> {
+        self.read_map().values().cloned().collect()
+    }
+
+    /// Deletes a topic and all its data. Readers holding the topic finish on open files.
+    pub fn delete(&self, name: &str) -> Result<(), TopicError> {
+        let mut map = self.write_map();
+        if !map.contains_key(name) {
+            return Err(TopicError::NotFound(name.to_owned()));
+        }
+        store::delete(&self.0.config.data_dir, name)?;
+        if let Some(topic) = map.remove(name) {
+            topic.stop.cancel();
+            topic.writer_stop.cancel();
+        }
+        self.0.metrics.remove_topic(name);
+        Ok(())
+    }
+
+    /// Rolls idle segments and deletes expired ones across all topics.
+    pub async fn enforce_retention(&self) {
+        let topics = self.list();
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            for topic in topics {
+                for p in &topic.partitions {
+                    let mut log = p.log_mut();
+                    let result = log.roll_if_idle(now).and_then(|_| {
+                        log.apply_retention(now, topic.config.retention_ms, topic.config.retention_bytes)
+                    });
+                    match result {
+                        Ok(deleted) if !deleted.is_empty() => tracing::info!(
+                            topic = %topic.name, partition = p.id, segments = deleted.len(),
+                            log_start_offset = log.log_start_offset(), "retention deleted segments"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(topic = %topic.name, partition = p.id, error = %e, "retention failed")
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Stops taking appends, lets every writer finish and flush what it holds, then marks the
+    /// data directory as cleanly stopped so the next start skips the full tail scan.
+    pub async fn shutdown(self) {
+        self.0.stop_readers.cancel();
+        self.0.stop_writers.cancel();
+        let writers = std::mem::take(&mut *self.0.writers.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = futures::future::join_all(writers);
+        if tokio::time::timeout(Duration::from_secs(10), all).await.is_err() {
+            tracing::warn!("writers still busy after 10 s; stopping without the clean-shutdown marker");
+            return;
+        }
+        if let Err(e) = store::mark_clean(&self.0.config.data_dir) {
+            tracing::error!(error = %e, "could not write the clean-shutdown marker");
+        }
+    }
+}

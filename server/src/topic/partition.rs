@@ -1,0 +1,122 @@
+//! One partition of a topic: its log behind a lock held briefly, the high watermark readers
+//! wait on, and the channel to its group-commit writer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::TopicError;
+use crate::log::{LogError, NewRecord, PartitionLog};
+
+/// One producer's records for this partition, waiting for the writer.
+#[derive(Debug)]
+pub struct AppendRequest {
+    pub records: Vec<NewRecord>,
+    pub reply: oneshot::Sender<Result<u64, TopicError>>,
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    pub id: u32,
+    pub topic: String,
+    log: RwLock<PartitionLog>,
+    high_watermark: watch::Sender<u64>,
+    writer: mpsc::Sender<AppendRequest>,
+    /// Set when an fsync failed: what is on disk is no longer known, so appends stop.
+    failed: AtomicBool,
+}
+
+impl Partition {
+    pub fn new(id: u32, topic: String, log: PartitionLog, writer: mpsc::Sender<AppendRequest>) -> Self {
+        let hw = log.high_watermark();
+        Self {
+            id,
+            topic,
+            log: RwLock::new(log),
+            high_watermark: watch::Sender::new(hw),
+            writer,
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn log(&self) -> RwLockReadGuard<'_, PartitionLog> {
+        self.log.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn log_mut(&self) -> RwLockWriteGuard<'_, PartitionLog> {
+        self.log.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn high_watermark(&self) -> u64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// A receiver that changes whenever the high watermark moves.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.high_watermark.subscribe()
+    }
+
+    pub(super) fn set_high_watermark(&self, hw: u64) {
+        self.high_watermark.send_if_modified(|cur| {
+            let moved = hw != *cur;
+            *cur = hw;
+            moved
+        });
+    }
+
+    pub(super) fn mark_failed(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    /// Appends `records` as one batch and returns its base offset once the topic's fsync policy
+    /// holds for it.
+    pub async fn append(&self, records: Vec<NewRecord>) -> Result<u64, TopicError> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(self.storage_failed());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(AppendRequest { records, reply })
+            .await
+            .map_err(|_| TopicError::ShuttingDown)?;
+        rx.await.map_err(|_| TopicError::ShuttingDown)?
+    }
+
+    fn storage_failed(&self) -> TopicError {
+        TopicError::StorageFailed {
+            topic: self.topic.clone(),
+            partition: self.id,
+            reason: "an earlier fsync failed; restart the broker to recover the partition".into(),
+        }
+    }
+
+    /// Reads whole batches from `offset` on (see [`PartitionLog::read`]) off the async threads.
+    pub async fn read(self: &Arc<Self>, offset: u64, max_bytes: usize) -> Result<Vec<u8>, TopicError> {
+        let me = Arc::clone(self);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            me.log().read(offset, max_bytes, &mut out).map(|()| out)
+        });
+        match read.await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            })) => Err(TopicError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            }),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(TopicError::ShuttingDown),
+        }
+    }
+
+    /// `(log start offset, high watermark)`.
+    pub fn bounds(&self) -> (u64, u64) {
+        let log = self.log();
+        (log.log_start_offset(), log.high_watermark())
+    }
+}

@@ -1,0 +1,137 @@
+//! The topic directory tree on disk: `topics/NAME/topic.json`, `staging/`, `trash/`, the
+//! data-directory lock and the clean-shutdown marker.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::TopicError;
+use super::spec::{TopicConfig, validate_name};
+use crate::log::LogError;
+
+const CLEAN_MARKER: &str = ".clean-shutdown";
+
+/// The contents of `topic.json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub created_ms: i64,
+    pub config: TopicConfig,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
+    move |source| {
+        LogError::Io {
+            path: path.to_owned(),
+            source,
+        }
+        .into()
+    }
+}
+
+pub fn topic_dir(data: &Path, name: &str) -> PathBuf {
+    data.join("topics").join(name)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), TopicError> {
+    File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
+}
+
+/// Creates the directory layout, locks it against a second broker, clears leftovers and reads
+/// (then removes) the clean-shutdown marker. Returns the lock and whether the last stop was clean.
+pub fn prepare(data: &Path) -> Result<(File, bool), TopicError> {
+    for sub in ["topics", "staging", "trash"] {
+        let dir = data.join(sub);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+    }
+    let lock_path = data.join(".lock");
+    let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+    if lock.try_lock().is_err() {
+        return Err(TopicError::StorageFailed {
+            topic: String::new(),
+            partition: 0,
+            reason: format!("{} is in use by another weir process", data.display()),
+        });
+    }
+    for sub in ["staging", "trash"] {
+        let dir = data.join(sub);
+        for entry in fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    let marker = data.join(CLEAN_MARKER);
+    let clean = marker.exists();
+    if clean {
+        fs::remove_file(&marker).map_err(io(&marker))?;
+        sync_dir(data)?;
+    }
+    Ok((lock, clean))
+}
+
+/// Reads every topic's metadata. A directory without a readable `topic.json` is an error that
+/// names it: better to refuse to start than to silently drop a topic.
+pub fn load_all(data: &Path) -> Result<Vec<(String, TopicMeta)>, TopicError> {
+    let dir = data.join("topics");
+    let mut out = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(io(&dir))? {
+        let entry = entry.map_err(io(&dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if validate_name(&name).is_err() {
+            tracing::warn!(entry = %entry.path().display(), "ignoring a directory that is not a topic name");
+            continue;
+        }
+        let path = entry.path().join("topic.json");
+        let text = fs::read_to_string(&path).map_err(io(&path))?;
+        let meta: TopicMeta = serde_json::from_str(&text).map_err(|e| TopicError::StorageFailed {
+            topic: name.clone(),
+            partition: 0,
+            reason: format!("{} is not valid topic metadata: {e}", path.display()),
+        })?;
+        out.push((name, meta));
+    }
+    Ok(out)
+}
+
+/// Builds the topic directory under `staging/` and renames it into `topics/`.
+pub fn create(data: &Path, name: &str, config: &TopicConfig, created_ms: i64) -> Result<(), TopicError> {
+    let final_dir = topic_dir(data, name);
+    if final_dir.exists() {
+        return Err(TopicError::Exists(name.to_owned()));
+    }
+    let staging = data.join("staging").join(name);
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging).map_err(io(&staging))?;
+    for p in 0..config.partitions {
+        let pdir = staging.join(p.to_string());
+        fs::create_dir(&pdir).map_err(io(&pdir))?;
+    }
+    let meta = TopicMeta {
+        name: name.to_owned(),
+        created_ms,
+        config: config.clone(),
+    };
+    let path = staging.join("topic.json");
+    let mut f = File::create(&path).map_err(io(&path))?;
+    let json = serde_json::to_vec_pretty(&meta).expect("topic metadata serializes");
+    f.write_all(&json).and_then(|()| f.sync_all()).map_err(io(&path))?;
+    sync_dir(&staging)?;
+    fs::rename(&staging, &final_dir).map_err(io(&final_dir))?;
+    sync_dir(&data.join("topics"))
+}
+
+/// Moves the topic to `trash/` (atomic), then removes it.
+pub fn delete(data: &Path, name: &str) -> Result<(), TopicError> {
+    let from = topic_dir(data, name);
+    let to = data.join("trash").join(format!("{name}.{}", super::now_ms()));
+    fs::rename(&from, &to).map_err(io(&from))?;
+    sync_dir(&data.join("topics"))?;
+    fs::remove_dir_all(&to).map_err(io(&to))
+}
+
+pub fn mark_clean(data: &Path) -> Result<(), TopicError> {
+    let marker = data.join(CLEAN_MARKER);
+    File::create(&marker).and_then(|f| f.sync_all()).map_err(io(&marker))?;
+    sync_dir(data)
+}

@@ -1,0 +1,161 @@
+//! The group-commit writer: one task per partition gathers every append request waiting on its
+//! channel, writes them as one `write`, makes them durable with one fsync (policy `always`), then
+//! moves the high watermark and answers them all.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::partition::{AppendRequest, Partition};
+use super::spec::FsyncPolicy;
+use super::{TopicError, now_ms};
+use crate::metrics::Metrics;
+
+/// Requests one group may gather: bounds the latency a group adds to its first request.
+const GROUP_REQUESTS_MAX: usize = 1024;
+/// Bytes one group may gather before it is written.
+const GROUP_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Runs until `stop` fires (topic deleted or broker stopping), then commits what is queued,
+/// flushes and ends; later appends fail with "shutting down".
+pub async fn run(
+    partition: Arc<Partition>,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    stop: CancellationToken,
+    policy: FsyncPolicy,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+    on_publish: impl Fn() + Send + 'static,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => {
+                rx.close();
+                while let Some(first) = rx.recv().await {
+                    let mut group = vec![first];
+                    while let Ok(next) = rx.try_recv() {
+                        group.push(next);
+                    }
+                    dirty |= commit(&partition, group, policy, &metrics).await;
+                    on_publish();
+                }
+                break;
+            }
+            first = rx.recv() => {
+                let Some(first) = first else { break };
+                let mut group = vec![first];
+                let mut bytes = group[0].records.iter().map(|r| r.payload_bytes()).sum::<usize>();
+                while group.len() < GROUP_REQUESTS_MAX && bytes < GROUP_BYTES_MAX {
+                    let Ok(next) = rx.try_recv() else { break };
+                    bytes += next.records.iter().map(|r| r.payload_bytes()).sum::<usize>();
+                    group.push(next);
+                }
+                dirty |= commit(&partition, group, policy, &metrics).await;
+                on_publish();
+            }
+            _ = ticker.tick(), if policy == FsyncPolicy::Interval && dirty => {
+                let p = Arc::clone(&partition);
+                let m = Arc::clone(&metrics);
+                dirty = !matches!(tokio::task::spawn_blocking(move || sync_active(&p, &m)).await, Ok(true));
+            }
+        }
+    }
+    if policy != FsyncPolicy::Always && dirty {
+        let p = Arc::clone(&partition);
+        let _ = tokio::task::spawn_blocking(move || sync_active(&p, &metrics)).await;
+    }
+}
+
+/// Writes one group, fsyncs per policy, publishes and answers. Returns whether unflushed data
+/// remains (for the interval policy).
+async fn commit(
+    partition: &Arc<Partition>,
+    group: Vec<AppendRequest>,
+    policy: FsyncPolicy,
+    metrics: &Arc<Metrics>,
+) -> bool {
+    let p = Arc::clone(partition);
+    let m = Arc::clone(metrics);
+    let work = tokio::task::spawn_blocking(move || {
+        let groups: Vec<&[_]> = group.iter().map(|r| r.records.as_slice()).collect();
+        let appended = p.log_mut().append(&groups, now_ms());
+        let result = match appended {
+            Ok(a) if policy == FsyncPolicy::Always => {
+                let started = Instant::now();
+                match a.file.sync_data() {
+                    Ok(()) => {
+                        m.fsync_seconds.observe(started.elapsed().as_secs_f64());
+                        Ok(a.base_offsets)
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %p.topic, partition = p.id, error = %e, "fsync failed; partition stops taking appends");
+                        p.mark_failed();
+                        Err(TopicError::StorageFailed {
+                            topic: p.topic.clone(),
+                            partition: p.id,
+                            reason: format!("fsync failed: {e}"),
+                        })
+                    }
+                }
+            }
+            Ok(a) => Ok(a.base_offsets),
+            Err(e) => {
+                tracing::error!(topic = %p.topic, partition = p.id, error = %e, "append failed");
+                Err(TopicError::StorageFailed {
+                    topic: p.topic.clone(),
+                    partition: p.id,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        if result.is_ok() {
+            let mut log = p.log_mut();
+            log.publish();
+            p.set_high_watermark(log.high_watermark());
+        }
+        (group, result)
+    });
+    let Ok((group, result)) = work.await else { return false };
+    match result {
+        Ok(bases) => {
+            let mut bases = bases.into_iter();
+            for req in group {
+                // Empty requests get the current end; they wrote nothing.
+                let base = if req.records.is_empty() {
+                    partition.high_watermark()
+                } else {
+                    bases.next().unwrap_or_default()
+                };
+                let _ = req.reply.send(Ok(base));
+            }
+            policy == FsyncPolicy::Interval
+        }
+        Err(e) => {
+            for req in group {
+                let _ = req.reply.send(Err(e.clone()));
+            }
+            false
+        }
+    }
+}
+
+fn sync_active(partition: &Partition, metrics: &Metrics) -> bool {
+    let file = partition.log().active_file();
+    let started = Instant::now();
+    match file.sync_data() {
+        Ok(()) => {
+            metrics.fsync_seconds.observe(started.elapsed().as_secs_f64());
+            true
+        }
+        Err(e) => {
+            tracing::error!(topic = %partition.topic, partition = partition.id, error = %e, "interval fsync failed");
+            false
+        }
+    }
+}

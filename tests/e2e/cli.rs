@@ -1,0 +1,95 @@
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::harness::{BIN, Env};
+
+fn weir(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("WEIR_URL", url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir runs");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn cli_creates_a_topic_produces_from_stdin_and_consumes_it_back() {
+    let env = Env::start();
+    let url = env.server.url.clone();
+    ok(&weir(&url, &["topic", "create", "events", "--partitions", "2"], None));
+    assert!(ok(&weir(&url, &["topic", "list"], None)).contains("events"));
+    let described: Value = serde_json::from_str(&ok(&weir(&url, &["topic", "describe", "events"], None))).unwrap();
+    assert_eq!(described["partitions"].as_array().unwrap().len(), 2);
+
+    let out = ok(&weir(&url, &["produce", "events", "--key", "k", "single"], None));
+    assert!(out.contains("offset 0"), "{out}");
+    ok(&weir(
+        &url,
+        &["produce", "events", "--partition", "1"],
+        Some("one\ntwo\nthree\n"),
+    ));
+    ok(&weir(
+        &url,
+        &["produce", "events", "--records"],
+        Some("{\"value\":\"rec\",\"partition\":1}\n"),
+    ));
+
+    let lines = ok(&weir(
+        &url,
+        &["consume", "events", "--partition", "1", "--value-only"],
+        None,
+    ));
+    assert_eq!(lines.lines().collect::<Vec<_>>(), vec!["one", "two", "three", "rec"]);
+    let all = ok(&weir(&url, &["consume", "events"], None));
+    let records: Vec<Value> = all.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 5);
+    let followed = ok(&weir(
+        &url,
+        &[
+            "consume",
+            "events",
+            "--follow",
+            "--from",
+            "earliest",
+            "-n",
+            "5",
+            "--value-only",
+        ],
+        None,
+    ));
+    assert_eq!(followed.lines().count(), 5);
+
+    ok(&weir(&url, &["topic", "delete", "events"], None));
+    assert!(!ok(&weir(&url, &["topic", "list"], None)).contains("events"));
+}
+
+#[test]
+fn cli_errors_carry_the_server_code_and_exit_non_zero() {
+    let env = Env::start();
+    let out = weir(&env.server.url, &["topic", "create", "bad/name"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid_topic_name"), "{err}");
+    let out = weir("http://127.0.0.1:1", &["topic", "list"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
