@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +63,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             stopping.cancel();
         }
     };
+    // Without TCP_NODELAY a small SSE event or produce answer written while an earlier one is
+    // unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux): Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(signal)
         .await?;

@@ -297,8 +297,10 @@ async fn e2e(client: &Client, b: E2eBench) -> anyhow::Result<()> {
     let total = b.rate * b.seconds;
     let value = payload(b.record_size, 7);
     let url = client.url(&format!("/v1/topics/{topic}/records"));
+    let acks = Arc::new(std::sync::Mutex::new(histogram()));
     let producer = tokio::spawn({
         let http = client.http.clone();
+        let acks = Arc::clone(&acks);
         async move {
             let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / b.rate.max(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -306,12 +308,16 @@ async fn e2e(client: &Client, b: E2eBench) -> anyhow::Result<()> {
             for _ in 0..total {
                 tick.tick().await;
                 let permit = Arc::clone(&inflight).acquire_owned().await?;
-                let body = json!({ "records": [{ "value": value, "headers": { "t": now_us().to_string() } }] });
-                let req = http.post(&url).json(&body);
+                let (http, url, value, acks) = (http.clone(), url.clone(), value.clone(), Arc::clone(&acks));
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Ok(r) = req.send().await {
+                    // Stamped as late as possible so client scheduling is not counted.
+                    let body = json!({ "records": [{ "value": value, "headers": { "t": now_us().to_string() } }] });
+                    let sent = Instant::now();
+                    if let Ok(r) = http.post(&url).json(&body).send().await {
                         let _ = r.bytes().await;
+                        let us = sent.elapsed().as_micros() as u64;
+                        let _ = acks.lock().map(|mut h| h.record(us.max(1)));
                     }
                 });
             }
@@ -349,7 +355,10 @@ async fn e2e(client: &Client, b: E2eBench) -> anyhow::Result<()> {
         b.record_size,
         b.fsync
     );
-    println!("  latency: {}", latency_line(&h));
+    println!("  produce -> SSE latency: {}", latency_line(&h));
+    if let Ok(a) = acks.lock() {
+        println!("  produce -> acknowledgement latency: {}", latency_line(&a));
+    }
     client
         .request(Method::DELETE, &format!("/v1/topics/{topic}"))
         .send()
