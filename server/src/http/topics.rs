@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -75,14 +75,12 @@ fn describe_topic(topic: &Arc<Topic>) -> TopicInfo {
     }
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    body: Result<Json<CreateTopic>, JsonRejection>,
-) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
-    let Json(req) = body.map_err(|e| {
+pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
+    // Parsed by hand rather than with the `Json` extractor so that `curl -d '{...}'` (sent as
+    // form-urlencoded unless told otherwise) works like a proper JSON request.
+    let req: CreateTopic = serde_json::from_slice(&body).map_err(|e| {
         ApiError::InvalidRequest(format!(
-            "{}; expected {{\"name\":\"orders\",\"partitions\":3}}",
-            e.body_text()
+            "{e}; expected a JSON object like {{\"name\":\"orders\",\"partitions\":3}}"
         ))
     })?;
     let mut config = state.config.defaults.to_topic_config();
