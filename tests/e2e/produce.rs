@@ -122,6 +122,10 @@ async fn a_request_with_one_invalid_record_appends_nothing() {
         (json!({"records": [{"value_b64": "!!!"}]}), "base64"),
         (json!({"records": [{"value": "a", "value_b64": "YQ=="}]}), "not both"),
         (json!({"records": [{"value": "a", "timestamp": -5}]}), "timestamp"),
+        (
+            json!({"records": [{"value": "a"}, {"value": "b", "partition": "one"}]}),
+            "partition: invalid type",
+        ),
     ];
     for (body, word) in bad_bodies {
         let (status, resp) = env.api.post("/v1/topics/t/records", body.clone()).await;

@@ -174,10 +174,13 @@ fn parse_json(body: &[u8]) -> Result<Vec<RecordIn<'_>>, ApiError> {
     })?;
     let mut out = Vec::with_capacity(raw.records.len());
     for (index, r) in raw.records.into_iter().enumerate() {
-        out.push(serde_json::from_str(r.get()).map_err(|e| ApiError::InvalidRecord {
-            index,
-            reason: record_parse_reason(&e),
-        })?);
+        let mut de = serde_json::Deserializer::from_str(r.get());
+        out.push(
+            serde_path_to_error::deserialize(&mut de).map_err(|e| ApiError::InvalidRecord {
+                index,
+                reason: record_parse_reason(&e),
+            })?,
+        );
     }
     Ok(out)
 }
@@ -190,15 +193,18 @@ fn parse_ndjson(body: &[u8]) -> Result<Vec<RecordIn<'_>>, ApiError> {
             continue;
         }
         let index = out.len();
-        out.push(serde_json::from_slice(line).map_err(|e| ApiError::InvalidRecord {
-            index,
-            reason: record_parse_reason(&e),
-        })?);
+        let mut de = serde_json::Deserializer::from_slice(line);
+        out.push(
+            serde_path_to_error::deserialize(&mut de).map_err(|e| ApiError::InvalidRecord {
+                index,
+                reason: record_parse_reason(&e),
+            })?,
+        );
     }
     Ok(out)
 }
 
-fn record_parse_reason(e: &serde_json::Error) -> String {
+fn record_parse_reason(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     format!("{e}; a record is {{\"key\":..., \"value\":..., \"headers\":{{...}}, \"partition\":N, \"timestamp\":MS}}")
 }
 

@@ -78,11 +78,12 @@ fn describe_topic(topic: &Arc<Topic>) -> TopicInfo {
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
     // Parsed by hand rather than with the `Json` extractor so that `curl -d '{...}'` (sent as
     // form-urlencoded unless told otherwise) works like a proper JSON request.
-    let req: CreateTopic = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::InvalidRequest(format!(
-            "{e}; expected a JSON object like {{\"name\":\"orders\",\"partitions\":3}}"
-        ))
-    })?;
+    let req: CreateTopic =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)).map_err(|e| {
+            ApiError::InvalidRequest(format!(
+                "{e}; expected a JSON object like {{\"name\":\"orders\",\"partitions\":3}}"
+            ))
+        })?;
     let mut config = state.config.defaults.to_topic_config();
     if let Some(p) = req.partitions {
         config.partitions = p;
