@@ -6,6 +6,7 @@
 //! - [`http`]: `router(state)`, handlers, SSE, the one `ApiError`.
 //! - [`topic`]: the `Topics` handle, partitions, the group-commit writers, metadata on disk.
 //! - [`log`]: one partition's segments, batch codec, indexes, recovery, retention.
+//! - [`wasm`]: the WebAssembly runtime: engine, validation, compile cache, guest instances.
 //! - [`config`] and [`metrics`]: settings and Prometheus counters, passed down explicitly.
 pub mod cli;
 pub mod config;
@@ -14,3 +15,4 @@ pub mod log;
 pub mod metrics;
 pub mod server;
 pub mod topic;
+pub mod wasm;

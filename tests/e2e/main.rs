@@ -9,6 +9,8 @@ mod durability;
 mod fetch;
 mod harness;
 mod ops;
+mod processor_test;
 mod produce;
 mod sse;
 mod topics;
+mod wasm;

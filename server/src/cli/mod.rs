@@ -4,6 +4,7 @@
 mod bench;
 mod client;
 mod consume;
+mod processor;
 mod produce;
 mod serve;
 mod topic;
@@ -47,6 +48,11 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records as JSON lines, from an offset to the end or following new ones.
     Consume(consume::ConsumeArgs),
+    /// Work with WebAssembly processors.
+    Processor {
+        #[command(subcommand)]
+        command: processor::ProcessorCommand,
+    },
     /// Measure throughput and latency against a running server.
     Bench {
         #[command(flatten)]
@@ -73,6 +79,7 @@ pub fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench { server, command } => bench::run(&server.server, command).await,
+            Command::Processor { command } => tokio::task::spawn_blocking(move || processor::run(command)).await?,
         }
     });
     match result {

@@ -3,7 +3,7 @@
 
 mod error;
 mod fetch;
-mod produce;
+pub mod produce;
 mod records;
 mod sse;
 mod topics;

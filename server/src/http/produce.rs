@@ -110,7 +110,8 @@ pub async fn produce(
     let spread = topic.next_spread_partition();
     let mut bytes = 0u64;
     for (index, rec) in parsed.into_iter().enumerate() {
-        let (pinned, record) = convert(index, rec, &topic)?;
+        let (pinned, record) = convert(index, rec)?;
+        check_partition(index, pinned, &topic)?;
         let size = record.payload_bytes();
         if size > limit {
             return Err(ApiError::RecordTooLarge {
@@ -160,6 +161,20 @@ pub async fn produce(
             durable: fsync == crate::topic::FsyncPolicy::Always,
         }),
     ))
+}
+
+fn check_partition(index: usize, partition: Option<u32>, topic: &Topic) -> Result<(), ApiError> {
+    match partition {
+        Some(p) if p as usize >= topic.partitions.len() => Err(ApiError::InvalidRecord {
+            index,
+            reason: format!(
+                "partition {p} does not exist; topic '{}' has partitions 0 to {}",
+                topic.name,
+                topic.partitions.len() - 1
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn parse_json(body: &[u8]) -> Result<Vec<RecordIn<'_>>, ApiError> {
@@ -215,8 +230,19 @@ fn decode_b64(index: usize, field: &str, text: &str) -> Result<Vec<u8>, ApiError
     })
 }
 
+/// Parses one record object in the produce shape (as `weir processor test` reads them) into
+/// what the log stores and the partition it asks for. The error says what is wrong.
+pub fn parse_record(line: &[u8]) -> Result<(Option<u32>, NewRecord), String> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let rec: RecordIn<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| record_parse_reason(&e))?;
+    convert(0, rec).map_err(|e| match e {
+        ApiError::InvalidRecord { reason, .. } => reason,
+        other => other.to_string(),
+    })
+}
+
 /// Turns a parsed record into what the log stores, checking everything the parser cannot.
-fn convert(index: usize, r: RecordIn<'_>, topic: &Topic) -> Result<(Option<u32>, NewRecord), ApiError> {
+fn convert(index: usize, r: RecordIn<'_>) -> Result<(Option<u32>, NewRecord), ApiError> {
     let bad = |reason: String| ApiError::InvalidRecord { index, reason };
     let key = match (r.key, r.key_b64) {
         (Some(_), Some(_)) => return Err(bad("give key or key_b64, not both".into())),
@@ -234,15 +260,6 @@ fn convert(index: usize, r: RecordIn<'_>, topic: &Topic) -> Result<(Option<u32>,
             ));
         }
     };
-    if let Some(p) = r.partition
-        && p as usize >= topic.partitions.len()
-    {
-        return Err(bad(format!(
-            "partition {p} does not exist; topic '{}' has partitions 0 to {}",
-            topic.name,
-            topic.partitions.len() - 1
-        )));
-    }
     if let Some(ts) = r.timestamp
         && ts < 0
     {

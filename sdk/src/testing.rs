@@ -1,0 +1,189 @@
+//! Running a processor natively, for unit tests: `cargo test` with no WebAssembly involved.
+//! The batch goes through the same packed encoding the broker uses.
+//!
+//! ```
+//! use weir_sdk::testing::{TestRecord, run_fn};
+//! let out = run_fn(&[TestRecord::value("a"), TestRecord::value("b")], |r, out| {
+//!     out.emit(r.value);
+//!     Ok(())
+//! }).unwrap();
+//! assert_eq!(out.len(), 2);
+//! ```
+
+use crate::packed::{BatchWriter, OutputReader};
+use crate::{Config, Emitter, Error, Processor, Record};
+
+/// An input record for a test.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub timestamp: i64,
+}
+
+impl TestRecord {
+    /// A record with this value.
+    ///
+    /// ```
+    /// assert_eq!(weir_sdk::testing::TestRecord::value("v").value, b"v");
+    /// ```
+    pub fn value(value: impl AsRef<[u8]>) -> Self {
+        Self {
+            value: value.as_ref().to_vec(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key.
+    ///
+    /// ```
+    /// let r = weir_sdk::testing::TestRecord::value("v").key("k");
+    /// assert_eq!(r.key.as_deref(), Some(&b"k"[..]));
+    /// ```
+    pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.key = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// Adds a header.
+    ///
+    /// ```
+    /// assert_eq!(weir_sdk::testing::TestRecord::value("v").header("h", "1").headers.len(), 1);
+    /// ```
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers.push((name.to_owned(), value.as_ref().to_vec()));
+        self
+    }
+}
+
+/// A record a processor emitted in a test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emitted {
+    /// Index of the input record it was emitted for.
+    pub input: u32,
+    /// Index into the processor's outputs; `None` is the first.
+    pub output: Option<u32>,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Emitted {
+    /// The value as text (lossy).
+    ///
+    /// ```
+    /// # use weir_sdk::testing::*;
+    /// let out = run_fn(&[TestRecord::value("hi")], |r, o| { o.forward(r); Ok(()) }).unwrap();
+    /// assert_eq!(out[0].value_str(), "hi");
+    /// ```
+    pub fn value_str(&self) -> String {
+        String::from_utf8_lossy(&self.value).into_owned()
+    }
+}
+
+/// Everything one batch produced: emitted records and failed input records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub emitted: Vec<Emitted>,
+    /// `(input index, message)` of every record whose processing failed.
+    pub failed: Vec<(u32, String)>,
+}
+
+fn encode(records: &[TestRecord]) -> Vec<u8> {
+    let mut w = BatchWriter::new("test", 0, 0);
+    for (i, r) in records.iter().enumerate() {
+        w.push(
+            i as u64,
+            r.timestamp,
+            r.key.as_deref(),
+            &r.value,
+            r.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+        );
+    }
+    w.finish()
+}
+
+fn decode(bytes: &[u8]) -> Outcome {
+    let mut reader = OutputReader::new(bytes).expect("the SDK writes valid output");
+    let emitted = reader
+        .by_ref()
+        .map(|r| {
+            let r = r.expect("the SDK writes valid output");
+            Emitted {
+                input: r.input,
+                output: r.output,
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.to_vec(),
+                headers: r.headers.iter().map(|(n, v)| (n.to_owned(), v.to_vec())).collect(),
+            }
+        })
+        .collect();
+    let failed = reader.failures().expect("the SDK writes valid output");
+    Outcome {
+        emitted,
+        failed: failed.into_iter().map(|(i, m)| (i, m.to_owned())).collect(),
+    }
+}
+
+/// Initializes `P` with `config` and runs one batch, reporting failed records too. Fails only if
+/// `init` does.
+///
+/// ```
+/// # use weir_sdk::{Config, Emitter, Error, Processor, Record, testing::*};
+/// struct Picky;
+/// impl Processor for Picky {
+///     fn init(_: &Config) -> Result<Self, String> { Ok(Picky) }
+///     fn process(&mut self, r: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {
+///         if r.value == b"bad" { return Err(Error::new("no")); }
+///         out.forward(r);
+///         Ok(())
+///     }
+/// }
+/// let o = run_batch::<Picky>(&[], &[TestRecord::value("ok"), TestRecord::value("bad")]).unwrap();
+/// assert_eq!((o.emitted.len(), o.failed[0].0), (1, 1));
+/// ```
+pub fn run_batch<P: Processor>(config: &[(&str, &str)], records: &[TestRecord]) -> Result<Outcome, String> {
+    let mut processor = P::init(&Config::new(config.iter().copied()))?;
+    let out = crate::rt::process(&mut processor, &encode(records)).map_err(|e| e.message)?;
+    Ok(decode(&out))
+}
+
+/// Initializes `P` with `config`, runs one batch and returns what it emitted; an error if `init`
+/// or any record failed.
+///
+/// ```
+/// # use weir_sdk::{Config, Emitter, Error, Processor, Record, testing::*};
+/// struct Echo;
+/// impl Processor for Echo {
+///     fn init(_: &Config) -> Result<Self, String> { Ok(Echo) }
+///     fn process(&mut self, r: &Record<'_>, out: &mut Emitter) -> Result<(), Error> { out.forward(r); Ok(()) }
+/// }
+/// assert_eq!(run::<Echo>(&[], &[TestRecord::value("x")]).unwrap().len(), 1);
+/// ```
+pub fn run<P: Processor>(config: &[(&str, &str)], records: &[TestRecord]) -> Result<Vec<Emitted>, String> {
+    let outcome = run_batch::<P>(config, records)?;
+    match outcome.failed.first() {
+        Some((i, m)) => Err(format!("record {i}: {m}")),
+        None => Ok(outcome.emitted),
+    }
+}
+
+/// Runs a per-record function over one batch, as a processor would.
+///
+/// ```
+/// # use weir_sdk::testing::*;
+/// let out = run_fn(&[TestRecord::value("x")], |_, o| { o.emit("y"); Ok(()) }).unwrap();
+/// assert_eq!(out[0].value, b"y");
+/// ```
+pub fn run_fn(
+    records: &[TestRecord],
+    f: impl FnMut(&Record<'_>, &mut Emitter) -> Result<(), Error>,
+) -> Result<Vec<Emitted>, String> {
+    let out = crate::rt::process_with(&encode(records), f).map_err(|e| e.message)?;
+    let outcome = decode(&out);
+    match outcome.failed.first() {
+        Some((i, m)) => Err(format!("record {i}: {m}")),
+        None => Ok(outcome.emitted),
+    }
+}

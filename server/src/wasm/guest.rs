@@ -1,0 +1,382 @@
+//! One instance of a processor: a store with its limits, the instantiated bindings, and calls
+//! that turn every way a guest can fail into a [`CallError`].
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{Level, packed, typed};
+use super::logpipe::LogPipe;
+use super::{LogSink, ModuleKind};
+use crate::log::NewRecord;
+use weir_sdk::packed::{BatchWriter, OutputReader};
+
+/// Limits of one instance, each configurable per processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GuestLimits {
+    /// Longest one call may run.
+    pub deadline_ms: u64,
+    /// Largest linear memory the instance may grow to.
+    pub memory_bytes_max: usize,
+    /// Largest output (bytes of keys, values and headers) of one call.
+    pub output_bytes_max: usize,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 1000,
+            memory_bytes_max: 64 * 1024 * 1024,
+            output_bytes_max: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// How a trap came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrapKind {
+    /// The call ran past its deadline.
+    Deadline,
+    /// The guest asked for more memory than its cap.
+    OutOfMemory,
+    /// Anything else: a panic (Rust aborts with `unreachable`), a bad access, ...
+    Crash,
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The guest returned an error for the batch, maybe naming the record.
+    #[error("{message}")]
+    Guest { message: String, record: Option<u32> },
+    /// The guest trapped. The instance is unusable: build a new one.
+    #[error("{kind:?}: {message}")]
+    Trap { kind: TrapKind, message: String },
+    /// The guest's answer broke the contract (malformed or too large).
+    #[error("{0}")]
+    BadOutput(String),
+}
+
+impl CallError {
+    /// Whether the instance must be rebuilt.
+    pub fn is_trap(&self) -> bool {
+        matches!(self, Self::Trap { .. })
+    }
+}
+
+/// A record the guest emitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emitted {
+    /// Index of the input record it was emitted for.
+    pub input: u32,
+    /// Index into the processor's outputs; `None` is the first.
+    pub output: Option<u32>,
+    pub record: NewRecord,
+}
+
+/// Everything one call produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutput {
+    pub emitted: Vec<Emitted>,
+    /// Input records the guest reported failed: `(index, message)`.
+    pub failed: Vec<(u32, String)>,
+}
+
+/// A record handed to the guest.
+#[derive(Debug, Clone, Copy)]
+pub struct InputRef<'a> {
+    pub offset: u64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    pub headers: &'a [(&'a str, &'a [u8])],
+}
+
+/// Store data: WASI (deny-by-default), limits, the log.
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    log: LogSink,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl typed::weir::processor::host::Host for GuestState {
+    fn log(&mut self, level: Level, message: String) {
+        (self.log)(level, &message);
+    }
+}
+
+/// Caps linear memory and remembers that it said no, so the trap that follows is reported as
+/// out-of-memory rather than a crash.
+struct Limiter {
+    memory_bytes_max: usize,
+    denied: bool,
+}
+
+/// Table elements an instance may have: big enough for Python and JavaScript runtimes.
+const TABLE_ELEMENTS_MAX: usize = 1_000_000;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes_max {
+            self.denied = true;
+            return Err(wasmtime::format_err!(
+                "memory cap reached: the guest asked for {desired} bytes, the cap is {} (memory_bytes_max)",
+                self.memory_bytes_max
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS_MAX)
+    }
+}
+
+enum Bindings {
+    Packed(packed::PackedProcessor),
+    Typed(typed::Processor),
+}
+
+/// A live processor instance.
+pub struct Guest {
+    store: Store<GuestState>,
+    bindings: Bindings,
+    limits: GuestLimits,
+    epoch_tick_ms: u64,
+    topic: String,
+}
+
+impl Guest {
+    pub(super) fn new(
+        runtime: &super::WasmRuntime,
+        module: &super::CompiledModule,
+        limits: GuestLimits,
+        topic: &str,
+        log: LogSink,
+    ) -> Result<Self, CallError> {
+        let wasi = WasiCtxBuilder::new()
+            .stdout(LogPipe::new(Level::Info, log.clone()))
+            .stderr(LogPipe::new(Level::Warn, log.clone()))
+            .build();
+        let state = GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes_max: limits.memory_bytes_max,
+                denied: false,
+            },
+            log,
+        };
+        let mut store = Store::new(runtime.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        let ticks = limits.deadline_ms.div_ceil(runtime.epoch_tick_ms()).max(1) + 1;
+        store.set_epoch_deadline(ticks);
+        let bindings = match &module.pre {
+            super::Pre::Packed(pre) => pre.instantiate(&mut store).map(Bindings::Packed),
+            super::Pre::Typed(pre) => pre.instantiate(&mut store).map(Bindings::Typed),
+        };
+        let bindings = bindings.map_err(|e| classify(&store, &e))?;
+        Ok(Self {
+            store,
+            bindings,
+            limits,
+            epoch_tick_ms: runtime.epoch_tick_ms(),
+            topic: topic.to_owned(),
+        })
+    }
+
+    pub fn kind(&self) -> ModuleKind {
+        match self.bindings {
+            Bindings::Packed(_) => ModuleKind::Packed,
+            Bindings::Typed(_) => ModuleKind::Typed,
+        }
+    }
+
+    fn arm_deadline(&mut self) {
+        let ticks = self.limits.deadline_ms.div_ceil(self.epoch_tick_ms).max(1) + 1;
+        self.store.set_epoch_deadline(ticks);
+        self.store.data_mut().limiter.denied = false;
+    }
+
+    /// Calls the guest's `init`. `Guest` errors carry the guest's rejection message.
+    #[allow(clippy::ptr_arg)] // the generated binding takes &Vec
+    pub fn init(&mut self, config: &Vec<(String, String)>) -> Result<(), CallError> {
+        self.arm_deadline();
+        let result = match &self.bindings {
+            Bindings::Packed(b) => b
+                .weir_processor_packed_batch_processor()
+                .call_init(&mut self.store, config),
+            Bindings::Typed(b) => b.weir_processor_batch_processor().call_init(&mut self.store, config),
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(CallError::Guest { message, record: None }),
+            Err(e) => Err(classify(&self.store, &e)),
+        }
+    }
+
+    /// Processes one batch of records of `partition`.
+    pub fn process(&mut self, partition: u32, records: &[InputRef<'_>]) -> Result<BatchOutput, CallError> {
+        self.arm_deadline();
+        match &self.bindings {
+            Bindings::Packed(b) => {
+                let bytes: usize = records
+                    .iter()
+                    .map(|r| r.value.len() + r.key.map_or(0, <[u8]>::len) + 32)
+                    .sum();
+                let mut w = BatchWriter::new(&self.topic, partition, bytes);
+                for r in records {
+                    w.push(r.offset, r.timestamp, r.key, r.value, r.headers.iter().copied());
+                }
+                let batch = w.finish();
+                let result = b
+                    .weir_processor_packed_batch_processor()
+                    .call_process_packed(&mut self.store, &batch);
+                match result {
+                    Ok(Ok(out)) => decode_packed(&out, records.len(), self.limits.output_bytes_max),
+                    Ok(Err(e)) => Err(CallError::Guest {
+                        message: e.message,
+                        record: e.record,
+                    }),
+                    Err(e) => Err(classify(&self.store, &e)),
+                }
+            }
+            Bindings::Typed(b) => {
+                use typed::weir::processor::types::{Header, InputRecord};
+                let batch: Vec<InputRecord> = records
+                    .iter()
+                    .map(|r| InputRecord {
+                        topic: self.topic.clone(),
+                        partition,
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                        key: r.key.map(<[u8]>::to_vec),
+                        value: r.value.to_vec(),
+                        headers: r
+                            .headers
+                            .iter()
+                            .map(|(n, v)| Header {
+                                name: (*n).to_owned(),
+                                value: v.to_vec(),
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                let result = b.weir_processor_batch_processor().call_process(&mut self.store, &batch);
+                match result {
+                    Ok(Ok(out)) => from_typed(out, self.limits.output_bytes_max),
+                    Ok(Err(e)) => Err(CallError::Guest {
+                        message: e.message,
+                        record: e.record,
+                    }),
+                    Err(e) => Err(classify(&self.store, &e)),
+                }
+            }
+        }
+    }
+}
+
+fn too_large(bytes: usize, max: usize) -> CallError {
+    CallError::BadOutput(format!(
+        "the output of one call is {bytes} bytes; the cap is {max} (output_bytes_max)"
+    ))
+}
+
+fn decode_packed(out: &[u8], inputs: usize, output_bytes_max: usize) -> Result<BatchOutput, CallError> {
+    if out.len() > output_bytes_max {
+        return Err(too_large(out.len(), output_bytes_max));
+    }
+    let bad = |e: weir_sdk::packed::PackError| CallError::BadOutput(format!("the guest's output is malformed: {e}"));
+    let mut reader = OutputReader::new(out).map_err(bad)?;
+    let mut emitted = Vec::with_capacity(reader.remaining().min(1 << 20));
+    for r in reader.by_ref() {
+        let r = r.map_err(bad)?;
+        if r.input as usize >= inputs {
+            return Err(CallError::BadOutput(format!(
+                "output names input record {} of a batch of {inputs}",
+                r.input
+            )));
+        }
+        emitted.push(Emitted {
+            input: r.input,
+            output: r.output,
+            record: NewRecord {
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.to_vec(),
+                headers: r.headers.iter().map(|(n, v)| (n.to_owned(), v.to_vec())).collect(),
+                timestamp: None,
+            },
+        });
+    }
+    let failed = reader
+        .failures()
+        .map_err(bad)?
+        .into_iter()
+        .map(|(i, m)| (i, m.to_owned()))
+        .collect();
+    Ok(BatchOutput { emitted, failed })
+}
+
+fn from_typed(
+    out: Vec<typed::weir::processor::types::OutputRecord>,
+    output_bytes_max: usize,
+) -> Result<BatchOutput, CallError> {
+    let bytes: usize = out
+        .iter()
+        .map(|r| {
+            r.value.len()
+                + r.key.as_ref().map_or(0, Vec::len)
+                + r.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
+        })
+        .sum();
+    if bytes > output_bytes_max {
+        return Err(too_large(bytes, output_bytes_max));
+    }
+    // The typed world has no per-record attribution: every output belongs to the batch.
+    let emitted = out
+        .into_iter()
+        .map(|r| Emitted {
+            input: 0,
+            output: r.output,
+            record: NewRecord {
+                key: r.key,
+                value: r.value,
+                headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                timestamp: None,
+            },
+        })
+        .collect();
+    Ok(BatchOutput {
+        emitted,
+        failed: Vec::new(),
+    })
+}
+
+/// Turns a wasmtime error from a call into a [`CallError::Trap`], saying which kind.
+fn classify(store: &Store<GuestState>, e: &wasmtime::Error) -> CallError {
+    let trap = e.downcast_ref::<Trap>();
+    let kind = if store.data().limiter.denied {
+        TrapKind::OutOfMemory
+    } else if matches!(trap, Some(Trap::Interrupt)) {
+        TrapKind::Deadline
+    } else {
+        TrapKind::Crash
+    };
+    let message = match kind {
+        TrapKind::Deadline => "the call ran past its deadline (deadline_ms)".to_owned(),
+        _ => format!("{e:#}"),
+    };
+    CallError::Trap { kind, message }
+}

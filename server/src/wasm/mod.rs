@@ -1,0 +1,194 @@
+//! The WebAssembly runtime: one wasmtime `Engine` (pooling allocator, epoch interruption), the
+//! linker with the host imports and a deny-by-default WASI, upload validation, compilation
+//! with an on-disk cache, and [`Guest`] instances that always run under a deadline and a
+//! memory cap.
+//!
+//! Nothing here knows about topics or files of the log: the processor layer drives it.
+
+mod bindings;
+mod guest;
+mod logpipe;
+mod module;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use bindings::Level;
+use guest::GuestState;
+pub use guest::{BatchOutput, CallError, Emitted, Guest, GuestLimits, InputRef, TrapKind};
+pub use module::{ModuleError, ModuleKind, sniff};
+
+/// Where a guest's log lines go.
+pub type LogSink = Arc<dyn Fn(Level, &str) + Send + Sync>;
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Instances that may exist at once (each input partition of each processor is one).
+    pub instances_max: u32,
+    /// The largest memory cap any processor may ask for.
+    pub memory_bytes_max: usize,
+    /// Granularity of deadlines: the epoch advances this often.
+    pub epoch_tick_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            instances_max: 256,
+            memory_bytes_max: 1024 * 1024 * 1024,
+            epoch_tick_ms: 10,
+        }
+    }
+}
+
+/// A compiled, validated component ready to instantiate.
+#[derive(Clone)]
+pub struct CompiledModule {
+    pub kind: ModuleKind,
+    pre: Pre,
+    component: Component,
+}
+
+#[derive(Clone)]
+enum Pre {
+    Packed(bindings::packed::PackedProcessorPre<GuestState>),
+    Typed(bindings::typed::ProcessorPre<GuestState>),
+}
+
+impl CompiledModule {
+    /// The compiled code, to cache on disk.
+    pub fn serialize(&self) -> Result<Vec<u8>, ModuleError> {
+        self.component
+            .serialize()
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))
+    }
+}
+
+/// The one engine of the process, cheap to clone.
+#[derive(Clone)]
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Arc<Linker<GuestState>>,
+    config: RuntimeConfig,
+}
+
+impl WasmRuntime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.instances_max)
+            .total_core_instances(config.instances_max * 16)
+            .total_memories(config.instances_max * 4)
+            .total_tables(config.instances_max * 8)
+            .max_memory_size(config.memory_bytes_max)
+            .table_elements(1_000_000)
+            .max_core_instance_size(8 * 1024 * 1024)
+            .max_component_instance_size(8 * 1024 * 1024)
+            .max_memories_per_component(16)
+            .max_tables_per_component(64);
+        let mut c = Config::new();
+        c.epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&c)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::typed::weir::processor::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        spawn_epoch_ticker(&engine, Duration::from_millis(config.epoch_tick_ms));
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            config,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn epoch_tick_ms(&self) -> u64 {
+        self.config.epoch_tick_ms
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Validates and compiles component bytes (seconds for a large guest: call it off the
+    /// async threads).
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledModule, ModuleError> {
+        sniff(bytes)?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        self.prepare(component)
+    }
+
+    /// Loads code written by [`CompiledModule::serialize`] with this engine's settings.
+    /// `None` when the cache is missing, stale or from another wasmtime: compile instead.
+    pub fn load_cached(&self, path: &Path) -> Option<CompiledModule> {
+        // SAFETY: only files this broker wrote with `Component::serialize` live in its module
+        // cache; wasmtime checks that they match this engine's version and settings.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize_file(&self.engine, path) }.ok()?;
+        self.prepare(component).ok()
+    }
+
+    fn prepare(&self, component: Component) -> Result<CompiledModule, ModuleError> {
+        let kind = module::kind(&self.engine, &component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| ModuleError::UnsupportedImport(format!("{e:#}")))?;
+        let pre =
+            match kind {
+                ModuleKind::Packed => {
+                    Pre::Packed(bindings::packed::PackedProcessorPre::new(instance_pre).map_err(|e| {
+                        ModuleError::WrongWorld {
+                            exports: format!("{e:#}"),
+                        }
+                    })?)
+                }
+                ModuleKind::Typed => Pre::Typed(bindings::typed::ProcessorPre::new(instance_pre).map_err(|e| {
+                    ModuleError::WrongWorld {
+                        exports: format!("{e:#}"),
+                    }
+                })?),
+            };
+        Ok(CompiledModule { kind, pre, component })
+    }
+
+    /// A fresh instance with `limits`, its log lines sent to `log`. Traps while starting
+    /// (for example a start function over the memory cap) come back as [`CallError::Trap`].
+    pub fn instantiate(
+        &self,
+        module: &CompiledModule,
+        limits: GuestLimits,
+        topic: &str,
+        log: LogSink,
+    ) -> Result<Guest, CallError> {
+        if limits.memory_bytes_max > self.config.memory_bytes_max {
+            return Err(CallError::BadOutput(format!(
+                "memory_bytes_max {} is above the broker's limit {}",
+                limits.memory_bytes_max, self.config.memory_bytes_max
+            )));
+        }
+        Guest::new(self, module, limits, topic, log)
+    }
+}
+
+/// Advances the engine's epoch every `tick` so deadlines fire; stops when the engine is gone.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("weir-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .expect("the epoch thread starts");
+}

@@ -1,0 +1,83 @@
+//! Checking an upload before anything runs: is it WebAssembly, a component, of one of our
+//! worlds, importing only what the host provides? Each failure says what to fix.
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Which world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleKind {
+    /// `packed-processor`: packed batches.
+    Packed,
+    /// `processor`: typed `list<input-record>` batches.
+    Typed,
+}
+
+/// Name prefixes of the exported interfaces, any 0.1.x version.
+const PACKED_EXPORT: &str = "weir:processor/packed-batch-processor@0.1.";
+const TYPED_EXPORT: &str = "weir:processor/batch-processor@0.1.";
+
+/// Why an upload is not a usable processor.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ModuleError {
+    #[error("the upload is not WebAssembly (it does not start with \\0asm)")]
+    NotWasm,
+    #[error(
+        "this is a core WebAssembly module, not a component. Build for wasm32-wasip2 (Rust: cargo build --target wasm32-wasip2), or wrap a core module with `wasm-tools component new` against the WIT in wit/"
+    )]
+    CoreModule,
+    #[error("the component does not compile: {0}")]
+    Invalid(String),
+    #[error(
+        "the component exports neither weir:processor/packed-batch-processor@0.1.x nor weir:processor/batch-processor@0.1.x (it exports: {exports}); build it against the world `packed-processor` or `processor` of wit/processor.wit"
+    )]
+    WrongWorld { exports: String },
+    #[error(
+        "the component needs an import the broker does not provide: {0}. Processors may import only weir:processor/host and WASI"
+    )]
+    UnsupportedImport(String),
+}
+
+/// Looks at the header bytes: not wasm, a core module, or (probably) a component.
+pub fn sniff(bytes: &[u8]) -> Result<(), ModuleError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(ModuleError::NotWasm);
+    }
+    // Bytes 6..8 are the layer: 0 for core modules, 1 for components.
+    if bytes[6..8] == [0, 0] {
+        return Err(ModuleError::CoreModule);
+    }
+    Ok(())
+}
+
+/// The world `component` implements, from its exports.
+pub fn kind(engine: &Engine, component: &Component) -> Result<ModuleKind, ModuleError> {
+    let ty = component.component_type();
+    let names: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    if names.iter().any(|n| n.starts_with(PACKED_EXPORT)) {
+        return Ok(ModuleKind::Packed);
+    }
+    if names.iter().any(|n| n.starts_with(TYPED_EXPORT)) {
+        return Ok(ModuleKind::Typed);
+    }
+    let exports = if names.is_empty() {
+        "nothing".to_owned()
+    } else {
+        names.join(", ")
+    };
+    Err(ModuleError::WrongWorld { exports })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_core_modules_are_told_apart() {
+        assert!(matches!(sniff(b"hello world"), Err(ModuleError::NotWasm)));
+        assert!(matches!(sniff(b"\0asm\x01\0\0\0"), Err(ModuleError::CoreModule)));
+        assert!(sniff(b"\0asm\x0d\0\x01\0").is_ok());
+        assert!(ModuleError::CoreModule.to_string().contains("wasm32-wasip2"));
+    }
+}

@@ -1,0 +1,40 @@
+//! Builds the example processors from source for wasm32-wasip2, once per test run.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Every Rust example, built in one cargo invocation.
+const EXAMPLES: &[&str] = &["uppercase", "filter", "router", "split"];
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_owned()
+}
+
+/// The component built from `examples/rust/NAME`.
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // A separate target directory: the outer `cargo test` may still hold the main one.
+        let target = workspace().join("target").join("e2e-wasm");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(workspace())
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .env("CARGO_TARGET_DIR", &target);
+        for ex in EXAMPLES {
+            cmd.args(["-p", &format!("weir-example-{ex}")]);
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(
+            status.success(),
+            "building the examples for wasm32-wasip2 failed (is the target installed? rustup target add wasm32-wasip2)"
+        );
+        target.join("wasm32-wasip2").join("release")
+    });
+    let path = dir.join(format!("weir_example_{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
