@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every Rust example, built in one cargo invocation.
-const EXAMPLES: &[&str] = &["uppercase", "filter", "router", "split"];
+const EXAMPLES: &[&str] = &["uppercase", "filter", "router", "split", "identity"];
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

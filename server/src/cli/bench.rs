@@ -25,6 +25,8 @@ pub enum BenchCommand {
     E2e(E2eBench),
     /// Open many idle SSE subscribers and report the server's memory per subscriber.
     SseIdle(SseIdleBench),
+    /// Call a processor component in-process (no server) and compare with native Rust.
+    Guest(GuestBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +91,7 @@ pub async fn run(server: &str, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Consume(b) => consume(&client, b).await,
         BenchCommand::E2e(b) => e2e(&client, b).await,
         BenchCommand::SseIdle(b) => sse_idle(&client, b).await,
+        BenchCommand::Guest(b) => tokio::task::spawn_blocking(move || guest(b)).await?,
     }
 }
 
@@ -421,4 +424,105 @@ async fn sse_idle(client: &Client, b: SseIdleBench) -> anyhow::Result<()> {
         .send()
         .await?;
     Ok(())
+}
+
+/// Records/s through one guest instance, beside the same SDK code run natively.
+pub fn guest(b: GuestBench) -> anyhow::Result<()> {
+    use crate::wasm::{GuestLimits, InputRef, RuntimeConfig, WasmRuntime, decode_packed};
+    use weir_sdk::packed::BatchWriter;
+
+    let bytes = std::fs::read(&b.wasm).with_context(|| format!("cannot read {}", b.wasm.display()))?;
+    let runtime = WasmRuntime::new(RuntimeConfig {
+        instances_max: 4,
+        ..RuntimeConfig::default()
+    })?;
+    let compile_start = Instant::now();
+    let module = runtime.compile(&bytes)?;
+    let compile = compile_start.elapsed();
+    let log: crate::wasm::LogSink = Arc::new(|_, _| {});
+    let mut guest = runtime.instantiate(&module, GuestLimits::default(), "bench", log)?;
+    guest
+        .init(&Vec::new())
+        .map_err(|e| anyhow::anyhow!("init failed: {e}"))?;
+    let values: Vec<String> = (0..b.batch).map(|i| payload(b.record_size, i as u64)).collect();
+    let inputs: Vec<InputRef<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| InputRef {
+            offset: i as u64,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: v.as_bytes(),
+            headers: &[],
+        })
+        .collect();
+
+    // The native baseline does the host's work (encode, decode) and the SDK's, with no Wasm.
+    let native = |inputs: &[InputRef<'_>]| -> anyhow::Result<usize> {
+        let mut w = BatchWriter::new("bench", 0, inputs.len() * (b.record_size + 32));
+        for r in inputs {
+            w.push(r.offset, r.timestamp, r.key, r.value, r.headers.iter().copied());
+        }
+        let batch = w.finish();
+        let out = weir_sdk::rt::process_with(&batch, |r, out| {
+            out.forward(r);
+            Ok(())
+        })
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+        Ok(decode_packed(&out, inputs.len(), usize::MAX)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .emitted
+            .len())
+    };
+    let measure = |f: &mut dyn FnMut() -> anyhow::Result<usize>| -> anyhow::Result<f64> {
+        let mut rates = Vec::new();
+        for _ in 0..b.rounds {
+            let (mut records, start) = (0usize, Instant::now());
+            while start.elapsed() < Duration::from_millis(b.round_ms) {
+                records += f()?;
+            }
+            rates.push(records as f64 / start.elapsed().as_secs_f64());
+        }
+        rates.sort_by(f64::total_cmp);
+        Ok(rates[rates.len() / 2])
+    };
+    let wasm_rate = measure(&mut || Ok(guest.process(0, &inputs)?.emitted.len()))?;
+    let native_rate = measure(&mut || native(&inputs))?;
+    println!(
+        "guest: {} ({:?} world), batches of {}, {} B values, median of {} rounds of {} ms, one thread",
+        b.wasm.display(),
+        module.kind,
+        b.batch,
+        b.record_size,
+        b.rounds,
+        b.round_ms
+    );
+    println!("  compile: {:.0} ms", compile.as_secs_f64() * 1000.0);
+    println!(
+        "  wasm guest:     {:>12.0} records/s ({:.0} ns/record)",
+        wasm_rate,
+        1e9 / wasm_rate
+    );
+    println!(
+        "  native closure: {:>12.0} records/s ({:.0} ns/record)",
+        native_rate,
+        1e9 / native_rate
+    );
+    println!("  wasm / native:  {:.2}", wasm_rate / native_rate);
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GuestBench {
+    /// The component to call (an identity processor measures the call itself).
+    #[arg(long)]
+    wasm: std::path::PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    #[arg(long, default_value_t = 1000)]
+    round_ms: u64,
 }

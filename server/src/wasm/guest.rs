@@ -294,7 +294,8 @@ fn too_large(bytes: usize, max: usize) -> CallError {
     ))
 }
 
-fn decode_packed(out: &[u8], inputs: usize, output_bytes_max: usize) -> Result<BatchOutput, CallError> {
+/// Reads a packed output buffer into owned records, checking it against the contract.
+pub fn decode_packed(out: &[u8], inputs: usize, output_bytes_max: usize) -> Result<BatchOutput, CallError> {
     if out.len() > output_bytes_max {
         return Err(too_large(out.len(), output_bytes_max));
     }

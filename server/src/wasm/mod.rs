@@ -19,7 +19,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bindings::Level;
 use guest::GuestState;
-pub use guest::{BatchOutput, CallError, Emitted, Guest, GuestLimits, InputRef, TrapKind};
+pub use guest::{BatchOutput, CallError, Emitted, Guest, GuestLimits, InputRef, TrapKind, decode_packed};
 pub use module::{ModuleError, ModuleKind, sniff};
 
 /// Where a guest's log lines go.
