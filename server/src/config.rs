@@ -66,6 +66,8 @@ pub struct Limits {
     pub fetch_bytes_max: usize,
     /// Longest long-poll `wait_ms`.
     pub wait_ms_max: u64,
+    /// Largest component upload: Python and JavaScript components are 10-20 MB.
+    pub module_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -76,6 +78,7 @@ impl Default for Limits {
             fetch_records_max: 100_000,
             fetch_bytes_max: 64 * 1024 * 1024,
             wait_ms_max: 60_000,
+            module_bytes_max: 128 * 1024 * 1024,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! - [`cli`]: the `weir` command line: `serve`, and client subcommands over the HTTP API.
 //! - [`server`]: `run(config, listener, shutdown)` wires storage, the router and shutdown.
 //! - [`http`]: `router(state)`, handlers, SSE, the one `ApiError`.
+//! - [`processor`]: module store, deployments, runners (read, call the guest, append, commit).
 //! - [`topic`]: the `Topics` handle, partitions, the group-commit writers, metadata on disk.
 //! - [`log`]: one partition's segments, batch codec, indexes, recovery, retention.
 //! - [`wasm`]: the WebAssembly runtime: engine, validation, compile cache, guest instances.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod processor;
 pub mod server;
 pub mod topic;
 pub mod wasm;

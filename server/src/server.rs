@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
+use crate::processor::{ModuleStore, Processors};
 use crate::topic::{Topics, TopicsConfig};
+use crate::wasm::{RuntimeConfig, WasmRuntime};
 
 /// Runs the broker on `listener` until `shutdown` fires, then: stops SSE streams and long-polls,
 /// lets in-flight requests finish, flushes every partition and marks the stop clean.
@@ -31,8 +33,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         data_dir = %config.data_dir.display(),
         "storage ready"
     );
+    let runtime = WasmRuntime::new(RuntimeConfig::default())?;
+    let modules = ModuleStore::open(&config.data_dir, runtime)?;
+    let processors = Processors::open(&config.data_dir, topics.clone(), modules).await?;
     let state = AppState {
         topics: topics.clone(),
+        processors: processors.clone(),
         config: Arc::new(config.clone()),
         metrics,
     };
@@ -74,6 +80,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         .with_graceful_shutdown(signal)
         .await?;
     retention.abort();
+    // Processors first: their last batches append to topics and commit offsets.
+    processors.shutdown().await;
     topics.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -6,12 +6,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::processor::ProcessorError;
 use crate::topic::TopicError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
     Topic(#[from] TopicError),
+    #[error(transparent)]
+    Processor(ProcessorError),
     #[error("record {index}: {reason}")]
     InvalidRecord { index: usize, reason: String },
     #[error("record {index} is {bytes} bytes (key, value and headers); the limit is {limit} (limits.record_bytes_max)")]
@@ -33,17 +36,17 @@ pub enum ApiError {
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::Topic(e) => match e {
-                TopicError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_topic_name"),
-                TopicError::InvalidConfig(_) => (StatusCode::BAD_REQUEST, "invalid_topic_config"),
-                TopicError::Exists(_) => (StatusCode::CONFLICT, "topic_exists"),
-                TopicError::NotFound(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
-                TopicError::PartitionNotFound { .. } => (StatusCode::NOT_FOUND, "partition_not_found"),
-                TopicError::OffsetOutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
-                TopicError::StorageFailed { .. } | TopicError::Log(_) => {
+            Self::Topic(e) => topic_status(e),
+            Self::Processor(e) => match e {
+                ProcessorError::InvalidModule(_) => (StatusCode::BAD_REQUEST, "invalid_module"),
+                ProcessorError::ModuleNotFound(_) => (StatusCode::NOT_FOUND, "module_not_found"),
+                ProcessorError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_processor_name"),
+                ProcessorError::InvalidSpec(_) => (StatusCode::BAD_REQUEST, "invalid_processor"),
+                ProcessorError::NotFound(_) => (StatusCode::NOT_FOUND, "processor_not_found"),
+                ProcessorError::Topic(t) => topic_status(t),
+                ProcessorError::Io { .. } | ProcessorError::Corrupt(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
                 }
-                TopicError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             },
             Self::InvalidRecord { .. } => (StatusCode::BAD_REQUEST, "invalid_record"),
             Self::RecordTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large"),
@@ -65,6 +68,19 @@ impl ApiError {
             source = s.source();
         }
         msg
+    }
+}
+
+fn topic_status(e: &TopicError) -> (StatusCode, &'static str) {
+    match e {
+        TopicError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_topic_name"),
+        TopicError::InvalidConfig(_) => (StatusCode::BAD_REQUEST, "invalid_topic_config"),
+        TopicError::Exists(_) => (StatusCode::CONFLICT, "topic_exists"),
+        TopicError::NotFound(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
+        TopicError::PartitionNotFound { .. } => (StatusCode::NOT_FOUND, "partition_not_found"),
+        TopicError::OffsetOutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
+        TopicError::StorageFailed { .. } | TopicError::Log(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+        TopicError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
     }
 }
 

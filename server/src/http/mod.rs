@@ -3,6 +3,8 @@
 
 mod error;
 mod fetch;
+mod modules;
+mod processors;
 pub mod produce;
 mod records;
 mod sse;
@@ -16,19 +18,21 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::cors::CorsLayer;
 
 pub use error::ApiError;
 
 use crate::config::Config;
 use crate::metrics::{Metrics, RouteLabels};
+use crate::processor::Processors;
 use crate::topic::Topics;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub topics: Topics,
+    pub processors: Processors,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
 }
@@ -43,6 +47,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/topics/{topic}/records", post(produce::produce))
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(fetch::fetch))
         .route("/v1/topics/{topic}/events", get(sse::events))
+        .route(
+            "/v1/modules",
+            post(modules::upload)
+                .get(modules::list)
+                .layer(DefaultBodyLimit::max(state.config.limits.module_bytes_max)),
+        )
+        .route("/v1/processors", get(processors::list))
+        .route(
+            "/v1/processors/{name}",
+            put(processors::deploy).get(processors::get).delete(processors::delete),
+        )
+        .route("/v1/processors/{name}/pause", post(processors::pause))
+        .route("/v1/processors/{name}/resume", post(processors::resume))
+        .route("/v1/processors/{name}/logs", get(processors::logs))
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(state.clone(), record_latency))
         .layer(DefaultBodyLimit::max(body_limit))

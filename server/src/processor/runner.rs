@@ -1,0 +1,466 @@
+//! Runs one processor: a task per input partition reads from the committed offset, calls the
+//! guest once per batch (on a blocking thread), appends the outputs, applies the error policy
+//! to failed records, then commits the input offset.
+//!
+//! Failure isolation: when a batch call fails as a whole (a trap, or an error without a
+//! record), the batch is replayed one record at a time on a fresh instance, so only the
+//! poison records meet the policy and the good ones still go through. Traps rebuild the
+//! instance; batches that trap back to back are spaced out with exponential backoff.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::files::OffsetFile;
+use super::spec::{OnError, ProcessorSpec, Start};
+use super::status::{State, Status, level_name};
+use crate::log::{NewRecord, RecordView, batch};
+use crate::topic::{Partition, Topic, TopicError, partitioner};
+use crate::wasm::{CallError, CompiledModule, Emitted, Guest, InputRef, WasmRuntime};
+
+/// Bytes of log read per batch (at most `batch_records_max` records of it are used).
+const READ_BYTES: usize = 1024 * 1024;
+/// Longest pause between batches that keep trapping.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Everything a partition task needs, shared.
+pub struct Ctx {
+    pub name: String,
+    pub spec: ProcessorSpec,
+    pub status: Arc<Status>,
+    pub runtime: WasmRuntime,
+    pub module: CompiledModule,
+    pub input: Arc<Topic>,
+    pub outputs: Vec<Arc<Topic>>,
+    pub dead_letter: Option<Arc<Topic>>,
+    pub offsets_dir: PathBuf,
+    pub stop: CancellationToken,
+    pub paused: watch::Receiver<bool>,
+}
+
+/// A record the processor failed on, kept whole for the dead-letter topic.
+struct Failed {
+    index: usize,
+    offset: u64,
+    record: NewRecord,
+    message: String,
+}
+
+/// What one batch produced, before delivery.
+struct Processed {
+    /// Input records taken from the log.
+    count: usize,
+    /// Offset after the last of them.
+    next_offset: u64,
+    /// Offset of each input record.
+    offsets: Vec<u64>,
+    emitted: Vec<Emitted>,
+    failed: Vec<Failed>,
+    traps: u32,
+}
+
+fn owned(v: &RecordView<'_>) -> NewRecord {
+    NewRecord {
+        key: v.key.map(<[u8]>::to_vec),
+        value: v.value.to_vec(),
+        headers: v.headers.iter().map(|(n, h)| ((*n).to_owned(), h.to_vec())).collect(),
+        timestamp: Some(v.timestamp),
+    }
+}
+
+impl Ctx {
+    fn build_guest(&self, partition: u32) -> Result<Guest, CallError> {
+        let status = Arc::clone(&self.status);
+        let log: crate::wasm::LogSink =
+            Arc::new(move |level, line| status.log(level_name(level), Some(partition), line.to_owned()));
+        let mut guest = self
+            .runtime
+            .instantiate(&self.module, self.spec.limits, &self.input.name, log)?;
+        let config: Vec<(String, String)> = self.spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        guest.init(&config)?;
+        Ok(guest)
+    }
+
+    fn ensure_guest<'g>(&self, partition: u32, guest: &'g mut Option<Guest>) -> Result<&'g mut Guest, String> {
+        if guest.is_none() {
+            match self.build_guest(partition) {
+                Ok(g) => *guest = Some(g),
+                Err(CallError::Guest { message, .. }) => return Err(format!("init rejected the config: {message}")),
+                Err(e) => return Err(format!("could not start an instance: {e}")),
+            }
+        }
+        Ok(guest.as_mut().expect("just built"))
+    }
+
+    fn note_trap(&self, partition: u32, e: &CallError) {
+        Status::add(&self.status.traps, 1);
+        self.status
+            .log("warn", Some(partition), format!("instance rebuilt after a trap: {e}"));
+    }
+
+    /// Decodes the batch from `from` on and calls the guest, isolating failures. Blocking.
+    /// An `Err` is fatal for the processor (its config was rejected, or no instance starts).
+    fn process(&self, partition: u32, guest: &mut Option<Guest>, bytes: &[u8], from: u64) -> Result<Processed, String> {
+        let mut views: Vec<RecordView<'_>> = Vec::new();
+        let mut pos = 0;
+        'batches: while pos < bytes.len() {
+            let Ok(h) = batch::BatchHeader::parse(&bytes[pos..]) else {
+                break;
+            };
+            let Ok(records) = batch::records(&bytes[pos..]) else {
+                break;
+            };
+            for r in records.flatten() {
+                if r.offset >= from {
+                    views.push(r);
+                    if views.len() >= self.spec.batch_records_max {
+                        break 'batches;
+                    }
+                }
+            }
+            pos += h.total_bytes;
+        }
+        let inputs: Vec<InputRef<'_>> = views
+            .iter()
+            .map(|v| InputRef {
+                offset: v.offset,
+                timestamp: v.timestamp,
+                key: v.key,
+                value: v.value,
+                headers: &v.headers,
+            })
+            .collect();
+        let mut out = Processed {
+            count: views.len(),
+            next_offset: views.last().map_or(from, |v| v.offset + 1),
+            offsets: views.iter().map(|v| v.offset).collect(),
+            emitted: Vec::new(),
+            failed: Vec::new(),
+            traps: 0,
+        };
+        if views.is_empty() {
+            return Ok(out);
+        }
+        let started = Instant::now();
+        let result = self.ensure_guest(partition, guest)?.process(partition, &inputs);
+        self.status.observe_call(started.elapsed().as_micros() as u64);
+        match result {
+            Ok(result) => {
+                out.emitted = result.emitted;
+                for (i, message) in result.failed {
+                    let i = i as usize;
+                    if let Some(v) = views.get(i) {
+                        out.failed.push(Failed {
+                            index: i,
+                            offset: v.offset,
+                            record: owned(v),
+                            message,
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                if e.is_trap() {
+                    *guest = None;
+                    out.traps += 1;
+                    self.note_trap(partition, &e);
+                }
+                // Replay one record at a time so only the bad ones fail.
+                for (i, input) in inputs.iter().enumerate() {
+                    match self
+                        .ensure_guest(partition, guest)?
+                        .process(partition, std::slice::from_ref(input))
+                    {
+                        Ok(r) => {
+                            out.emitted
+                                .extend(r.emitted.into_iter().map(|e| Emitted { input: i as u32, ..e }));
+                            if let Some((_, message)) = r.failed.into_iter().next() {
+                                out.failed.push(Failed {
+                                    index: i,
+                                    offset: input.offset,
+                                    record: owned(&views[i]),
+                                    message,
+                                });
+                            }
+                        }
+                        Err(e) => {
+                            if e.is_trap() {
+                                *guest = None;
+                                out.traps += 1;
+                                self.note_trap(partition, &e);
+                            }
+                            out.failed.push(Failed {
+                                index: i,
+                                offset: input.offset,
+                                record: owned(&views[i]),
+                                message: e.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out.failed.sort_by_key(|f| f.index);
+        // An output keeps the timestamp of the record it came from, as in Kafka Streams.
+        for e in &mut out.emitted {
+            e.record.timestamp = views.get(e.input as usize).map(|v| v.timestamp);
+        }
+        Ok(out)
+    }
+
+    /// Appends outputs and dead letters per policy. Returns the offset to commit, and whether
+    /// the processor must stop. `Err` is fatal (an output could not be written).
+    async fn deliver(&self, partition: u32, mut p: Processed) -> Result<(u64, bool), String> {
+        // An output index the deployment does not have is the guest's error for that record.
+        let outputs = self.outputs.len() as u32;
+        let mut bad_route: BTreeMap<usize, String> = BTreeMap::new();
+        for e in &p.emitted {
+            if let Some(o) = e.output.filter(|&o| o >= outputs) {
+                bad_route
+                    .entry(e.input as usize)
+                    .or_insert_with(|| format!("emitted to output {o}, but the processor has {outputs} output(s)"));
+            }
+        }
+        if !bad_route.is_empty() {
+            p.emitted.retain(|e| !bad_route.contains_key(&(e.input as usize)));
+            for (index, message) in bad_route {
+                let offset = p.offsets[index];
+                if !p.failed.iter().any(|f| f.index == index) {
+                    let record = NewRecord {
+                        key: None,
+                        value: Vec::new(),
+                        headers: Vec::new(),
+                        timestamp: None,
+                    };
+                    p.failed.push(Failed {
+                        index,
+                        offset,
+                        record,
+                        message,
+                    });
+                }
+            }
+            p.failed.sort_by_key(|f| f.index);
+        }
+        let stop_at = match self.spec.on_error {
+            OnError::Stop => p.failed.first().map(|f| f.index),
+            _ => None,
+        };
+        let mut per_output: Vec<Vec<NewRecord>> = vec![Vec::new(); self.outputs.len()];
+        for e in p.emitted {
+            if stop_at.is_some_and(|s| e.input as usize >= s) {
+                continue;
+            }
+            per_output[e.output.unwrap_or(0) as usize].push(e.record);
+        }
+        let sent: usize = per_output.iter().map(Vec::len).sum();
+        let appends = self
+            .outputs
+            .iter()
+            .zip(per_output)
+            .map(|(t, records)| append(t, records));
+        for r in futures::future::join_all(appends).await {
+            r.map_err(|e| format!("could not write output: {e}"))?;
+        }
+        Status::add(&self.status.records_out, sent as u64);
+        if let Some(s) = stop_at {
+            let f = &p.failed[0];
+            Status::add(&self.status.records_in, s as u64);
+            Status::add(&self.status.errors, 1);
+            let msg = format!("stopped at {}/{partition}@{}: {}", self.input.name, f.offset, f.message);
+            self.status.log("error", Some(partition), msg.clone());
+            self.status.set_error(msg, true);
+            return Ok((f.offset, true));
+        }
+        Status::add(&self.status.records_in, p.count as u64);
+        Status::add(&self.status.errors, p.failed.len() as u64);
+        if let Some(last) = p.failed.last() {
+            self.status.set_error(
+                format!("{}/{partition}@{}: {}", self.input.name, last.offset, last.message),
+                false,
+            );
+        }
+        match (&self.spec.on_error, &self.dead_letter) {
+            (OnError::DeadLetter, Some(dlq)) if !p.failed.is_empty() => {
+                let n = p.failed.len() as u64;
+                let letters: Vec<NewRecord> = p.failed.into_iter().map(|f| self.dead_letter(partition, f)).collect();
+                append(dlq, letters)
+                    .await
+                    .map_err(|e| format!("could not write the dead-letter topic: {e}"))?;
+                Status::add(&self.status.dead_lettered, n);
+            }
+            _ => Status::add(&self.status.skipped, p.failed.len() as u64),
+        }
+        Ok((p.next_offset, false))
+    }
+
+    fn dead_letter(&self, partition: u32, f: Failed) -> NewRecord {
+        let mut r = f.record;
+        let add = |r: &mut NewRecord, name: &str, value: String| r.headers.push((name.to_owned(), value.into_bytes()));
+        add(&mut r, "weir-processor", self.name.clone());
+        add(&mut r, "weir-error", f.message);
+        add(&mut r, "weir-source-topic", self.input.name.clone());
+        add(&mut r, "weir-source-partition", partition.to_string());
+        add(&mut r, "weir-source-offset", f.offset.to_string());
+        r
+    }
+}
+
+/// Appends records to `topic`: key hash for keyed records, the request-rotation partition
+/// for the rest; durable under the topic's policy when it returns.
+pub async fn append(topic: &Arc<Topic>, records: Vec<NewRecord>) -> Result<(), TopicError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let n = topic.partitions.len() as u32;
+    let spread = topic.next_spread_partition();
+    let mut groups: BTreeMap<u32, Vec<NewRecord>> = BTreeMap::new();
+    let (count, bytes) = (
+        records.len() as u64,
+        records.iter().map(|r| r.payload_bytes() as u64).sum::<u64>(),
+    );
+    for r in records {
+        let p = r.key.as_deref().map_or(spread, |k| partitioner::for_key(k, n));
+        groups.entry(p).or_default().push(r);
+    }
+    let appends = groups.into_iter().map(|(p, rs)| {
+        let partition = Arc::clone(&topic.partitions[p as usize]);
+        async move { partition.append(rs).await }
+    });
+    for r in futures::future::join_all(appends).await {
+        r?;
+    }
+    topic.counters.records_in.inc_by(count);
+    topic.counters.bytes_in.inc_by(bytes);
+    Ok(())
+}
+
+/// The loop of one input partition. Ends when the processor stops, fails, or its input goes.
+pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, committed: Arc<AtomicU64>) {
+    let id = partition.id;
+    let path = ctx.offsets_dir.join(format!("{id}.offset"));
+    let opened = tokio::task::spawn_blocking(move || OffsetFile::open(&path)).await;
+    let Ok(Ok(mut offsets)) = opened else {
+        ctx.status
+            .set_error(format!("cannot open the offset file of partition {id}"), true);
+        return;
+    };
+    let mut next = match offsets.get() {
+        Some(o) => o,
+        None => {
+            let (start, hw) = partition.bounds();
+            match ctx.spec.start {
+                Start::Earliest => start,
+                Start::Latest => hw,
+                Start::Offset(n) => n.clamp(start, hw),
+            }
+        }
+    };
+    committed.store(next, Ordering::Relaxed);
+    let mut guest: Option<Guest> = None;
+    let mut trap_streak = 0u32;
+    let mut hw_changes = partition.watch();
+    let mut paused = ctx.paused.clone();
+    loop {
+        if ctx.stop.is_cancelled() {
+            break;
+        }
+        if *paused.borrow_and_update() {
+            tokio::select! {
+                r = paused.changed() => { if r.is_err() { break } }
+                () = ctx.stop.cancelled() => break,
+            }
+            continue;
+        }
+        hw_changes.borrow_and_update();
+        let (start, hw) = partition.bounds();
+        if next < start {
+            ctx.status.log(
+                "warn",
+                Some(id),
+                format!("offsets {next}..{start} were deleted by retention before they were processed"),
+            );
+            next = start;
+        }
+        if next >= hw {
+            tokio::select! {
+                r = hw_changes.changed() => { if r.is_err() { break } }
+                _ = paused.changed() => {}
+                () = ctx.stop.cancelled() => break,
+                () = ctx.input.stop.cancelled() => {
+                    ctx.status.set_error(format!("input topic '{}' was deleted", ctx.input.name), true);
+                    break;
+                }
+            }
+            continue;
+        }
+        let bytes = match partition.read(next, READ_BYTES).await {
+            Ok(b) => b,
+            Err(e) => {
+                ctx.status
+                    .set_error(format!("cannot read {}/{id}: {e}", ctx.input.name), true);
+                break;
+            }
+        };
+        let c = Arc::clone(&ctx);
+        let mut g = guest.take();
+        let work = tokio::task::spawn_blocking(move || {
+            let r = c.process(id, &mut g, &bytes, next);
+            (g, r)
+        });
+        let Ok((g, processed)) = work.await else { break };
+        guest = g;
+        let processed = match processed {
+            Ok(p) => p,
+            Err(fatal) => {
+                ctx.status.log("error", Some(id), fatal.clone());
+                ctx.status.set_error(fatal, true);
+                ctx.stop.cancel();
+                break;
+            }
+        };
+        let traps = processed.traps;
+        let (commit, stop) = match ctx.deliver(id, processed).await {
+            Ok(r) => r,
+            Err(fatal) => {
+                ctx.status.log("error", Some(id), fatal.clone());
+                ctx.status.set_error(fatal, true);
+                ctx.stop.cancel();
+                break;
+            }
+        };
+        let path_offsets = tokio::task::spawn_blocking(move || offsets.set(commit).map(|()| offsets)).await;
+        match path_offsets {
+            Ok(Ok(o)) => offsets = o,
+            _ => {
+                ctx.status
+                    .set_error(format!("cannot commit the offset of partition {id}"), true);
+                break;
+            }
+        }
+        next = commit;
+        committed.store(next, Ordering::Relaxed);
+        if stop {
+            ctx.stop.cancel();
+            break;
+        }
+        if traps > 0 {
+            trap_streak += 1;
+            let backoff = (Duration::from_millis(100) * 2u32.saturating_pow(trap_streak - 1)).min(BACKOFF_MAX);
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = ctx.stop.cancelled() => break,
+            }
+        } else {
+            trap_streak = 0;
+        }
+    }
+    if ctx.status.state().0 == State::Running && *ctx.paused.borrow() {
+        ctx.status.set_state(State::Paused);
+    }
+}

@@ -1,0 +1,137 @@
+//! A processor's deployment: what `PUT /v1/processors/{name}` takes and what is stored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::wasm::GuestLimits;
+
+/// Records per guest call when the deployment names no `batch_records_max`.
+pub const BATCH_RECORDS_DEFAULT: usize = 1000;
+/// Largest `batch_records_max`: one call's input and output must fit the memory cap.
+pub const BATCH_RECORDS_MAX: usize = 100_000;
+/// Most outputs of one processor.
+pub const OUTPUTS_MAX: usize = 64;
+
+/// Where a processor starts reading a partition that has no committed offset yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    #[default]
+    Earliest,
+    Latest,
+    Offset(u64),
+}
+
+impl Serialize for Start {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Earliest => s.serialize_str("earliest"),
+            Self::Latest => s.serialize_str("latest"),
+            Self::Offset(n) => s.serialize_u64(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Start {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Self::Offset(n)),
+            Raw::S(s) => match s.as_str() {
+                "earliest" => Ok(Self::Earliest),
+                "latest" => Ok(Self::Latest),
+                other => other.parse().map(Self::Offset).map_err(|_| {
+                    serde::de::Error::custom(format!("start must be earliest, latest or an offset, got '{other}'"))
+                }),
+            },
+        }
+    }
+}
+
+/// What happens to a record the processor fails on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Write it to the dead-letter topic, with the error in its headers, and go on.
+    #[default]
+    DeadLetter,
+    /// Count it and go on.
+    Skip,
+    /// Stop the processor (state `failed`) before the record; fix and redeploy to go on.
+    Stop,
+}
+
+/// A deployment, as sent to `PUT /v1/processors/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorSpec {
+    /// `sha256:...` from `POST /v1/modules`.
+    pub module: String,
+    pub input: String,
+    pub outputs: Vec<String>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub start: Start,
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Default for `dead_letter`: `NAME-dlq`, created if missing.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    #[serde(default)]
+    pub limits: GuestLimits,
+    #[serde(default = "batch_default")]
+    pub batch_records_max: usize,
+}
+
+fn batch_default() -> usize {
+    BATCH_RECORDS_DEFAULT
+}
+
+impl ProcessorSpec {
+    /// Checks what can be checked without the topics, naming the field that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.outputs.is_empty() || self.outputs.len() > OUTPUTS_MAX {
+            return Err(format!("outputs must list 1 to {OUTPUTS_MAX} topics"));
+        }
+        if self.outputs.contains(&self.input) {
+            return Err(format!(
+                "topic '{}' is both input and output; a processor would read its own output",
+                self.input
+            ));
+        }
+        if !(1..=BATCH_RECORDS_MAX).contains(&self.batch_records_max) {
+            return Err(format!("batch_records_max must be 1 to {BATCH_RECORDS_MAX}"));
+        }
+        let l = &self.limits;
+        if l.deadline_ms == 0 || l.deadline_ms > 60_000 {
+            return Err("limits.deadline_ms must be 1 to 60000".into());
+        }
+        if l.memory_bytes_max < 1024 * 1024 || l.output_bytes_max == 0 {
+            return Err("limits.memory_bytes_max must be at least 1 MiB and limits.output_bytes_max positive".into());
+        }
+        if self.on_error != OnError::DeadLetter && self.dead_letter_topic.is_some() {
+            return Err("dead_letter_topic is only used with on_error \"dead_letter\"".into());
+        }
+        Ok(())
+    }
+
+    /// The dead-letter topic of processor `name`.
+    pub fn dead_letter_topic(&self, name: &str) -> String {
+        self.dead_letter_topic.clone().unwrap_or_else(|| format!("{name}-dlq"))
+    }
+}
+
+/// What is stored for a processor: its spec and whether it is paused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stored {
+    pub spec: ProcessorSpec,
+    pub paused: bool,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
