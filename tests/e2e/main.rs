@@ -10,6 +10,7 @@ mod fetch;
 mod harness;
 mod ops;
 mod processor_test;
+mod processors;
 mod produce;
 mod sse;
 mod topics;

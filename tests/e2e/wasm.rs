@@ -16,6 +16,15 @@ fn workspace() -> PathBuf {
 
 /// The component built from `examples/rust/NAME`.
 pub fn example(name: &str) -> PathBuf {
+    built(&format!("weir_example_{name}.wasm"))
+}
+
+/// The misbehaving guest of `tests/guests/chaos`.
+pub fn chaos() -> PathBuf {
+    built("weir_test_chaos.wasm")
+}
+
+fn built(file: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         // A separate target directory: the outer `cargo test` may still hold the main one.
@@ -27,6 +36,7 @@ pub fn example(name: &str) -> PathBuf {
         for ex in EXAMPLES {
             cmd.args(["-p", &format!("weir-example-{ex}")]);
         }
+        cmd.args(["-p", "weir-test-chaos"]);
         let status = cmd.status().expect("cargo runs");
         assert!(
             status.success(),
@@ -34,7 +44,7 @@ pub fn example(name: &str) -> PathBuf {
         );
         target.join("wasm32-wasip2").join("release")
     });
-    let path = dir.join(format!("weir_example_{name}.wasm"));
+    let path = dir.join(file);
     assert!(path.exists(), "{} was not built", path.display());
     path
 }

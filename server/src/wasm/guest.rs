@@ -51,7 +51,7 @@ pub enum CallError {
     #[error("{message}")]
     Guest { message: String, record: Option<u32> },
     /// The guest trapped. The instance is unusable: build a new one.
-    #[error("{kind:?}: {message}")]
+    #[error("{message}")]
     Trap { kind: TrapKind, message: String },
     /// The guest's answer broke the contract (malformed or too large).
     #[error("{0}")]
@@ -375,9 +375,20 @@ fn classify(store: &Store<GuestState>, e: &wasmtime::Error) -> CallError {
     } else {
         TrapKind::Crash
     };
-    let message = match kind {
-        TrapKind::Deadline => "the call ran past its deadline (deadline_ms)".to_owned(),
-        _ => format!("{e:#}"),
+    // One line: the trap, or the root cause (the guest's own panic message reaches its log
+    // through stderr). Wasm backtraces stay out of headers and status.
+    let message = match (kind, trap) {
+        (TrapKind::Deadline, _) => "the call ran past its deadline (deadline_ms)".to_owned(),
+        (TrapKind::OutOfMemory, _) => e
+            .chain()
+            .map(ToString::to_string)
+            .find(|m| m.contains("memory cap"))
+            .unwrap_or_else(|| e.root_cause().to_string()),
+        (TrapKind::Crash, Some(Trap::UnreachableCodeReached)) => {
+            "the guest crashed (panic or abort: wasm `unreachable` executed)".to_owned()
+        }
+        (TrapKind::Crash, Some(t)) => format!("the guest crashed: {t}"),
+        (TrapKind::Crash, None) => e.root_cause().to_string().lines().next().unwrap_or_default().to_owned(),
     };
     CallError::Trap { kind, message }
 }

@@ -1,0 +1,46 @@
+//! Misbehaves on command, by record value: `loop` spins forever, `alloc` allocates without
+//! bound, `panic` panics, `fail` returns an error, `log:TEXT` prints TEXT to stdout and to the
+//! host log. Anything else passes through.
+
+use weir_sdk::{Config, Emitter, Error, Processor, Record};
+
+pub struct Chaos;
+
+impl Processor for Chaos {
+    fn init(_config: &Config) -> Result<Self, String> {
+        Ok(Chaos)
+    }
+
+    fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {
+        match record.value {
+            b"loop" => {
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            b"alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1024 * 1024]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            b"panic" => panic!("chaos guest panicked on purpose"),
+            b"fail" => Err(Error::new("refused: the record said fail")),
+            v if v.starts_with(b"log:") => {
+                let text = String::from_utf8_lossy(&v[4..]);
+                println!("stdout says {text}");
+                weir_sdk::info!("sdk log says {text}");
+                out.forward(record);
+                Ok(())
+            }
+            _ => {
+                out.forward(record);
+                Ok(())
+            }
+        }
+    }
+}
+
+weir_sdk::export_processor!(Chaos);
