@@ -93,3 +93,56 @@ fn cli_errors_carry_the_server_code_and_exit_non_zero() {
     let out = weir("http://127.0.0.1:1", &["topic", "list"], None);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+#[test]
+fn cli_deploys_inspects_pauses_and_deletes_a_processor() {
+    let env = Env::start();
+    let url = env.server.url.clone();
+    ok(&weir(&url, &["topic", "create", "in"], None));
+    ok(&weir(&url, &["topic", "create", "out"], None));
+    let wasm = crate::wasm::example("filter");
+    let out = ok(&weir(
+        &url,
+        &[
+            "processor",
+            "deploy",
+            "big",
+            "--wasm",
+            wasm.to_str().unwrap(),
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "-c",
+            "field=n",
+            "-c",
+            "min=10",
+        ],
+        None,
+    ));
+    assert!(out.contains("deployed big"), "{out}");
+    ok(&weir(
+        &url,
+        &["produce", "in", "--records"],
+        Some("{\"value\":{\"n\":5}}\n{\"value\":{\"n\":50}}\n"),
+    ));
+    let mut consumed = String::new();
+    for _ in 0..100 {
+        consumed = ok(&weir(&url, &["consume", "out", "--value-only"], None));
+        if !consumed.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(consumed.trim(), "{\"n\":50}");
+    assert!(ok(&weir(&url, &["processor", "list"], None)).contains("big"));
+    let status: Value = serde_json::from_str(&ok(&weir(&url, &["processor", "status", "big"], None))).unwrap();
+    assert_eq!(status["config"]["min"], "10");
+    ok(&weir(&url, &["processor", "pause", "big"], None));
+    let status: Value = serde_json::from_str(&ok(&weir(&url, &["processor", "status", "big"], None))).unwrap();
+    assert_eq!(status["state"], "paused");
+    ok(&weir(&url, &["processor", "resume", "big"], None));
+    ok(&weir(&url, &["processor", "delete", "big"], None));
+    let out = weir(&url, &["processor", "status", "big"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("processor_not_found"));
+}

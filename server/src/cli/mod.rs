@@ -50,6 +50,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Work with WebAssembly processors.
     Processor {
+        #[command(flatten)]
+        server: ServerArg,
         #[command(subcommand)]
         command: processor::ProcessorCommand,
     },
@@ -79,7 +81,7 @@ pub fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench { server, command } => bench::run(&server.server, command).await,
-            Command::Processor { command } => tokio::task::spawn_blocking(move || processor::run(command)).await?,
+            Command::Processor { server, command } => processor::run(&Client::new(&server.server)?, command).await,
         }
     });
     match result {

@@ -9,11 +9,28 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value, json};
 
+use reqwest::Method;
+
+use super::Client;
 use crate::log::NewRecord;
 use crate::wasm::{GuestLimits, InputRef, Level, RuntimeConfig, WasmRuntime};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ProcessorCommand {
+    /// Upload a component and deploy it (creates or redeploys; offsets are kept).
+    Deploy(DeployArgs),
+    /// List processors with their state and counters.
+    List,
+    /// Print a processor's full status as JSON.
+    Status { name: String },
+    /// Print a processor's log (recent lines, then new ones as they come).
+    Logs { name: String },
+    /// Stop processing until resumed.
+    Pause { name: String },
+    /// Continue a paused processor.
+    Resume { name: String },
+    /// Delete a processor (its input and output topics stay).
+    Delete { name: String },
     /// Run a processor locally: NDJSON records (the produce API's shape) on stdin, one NDJSON
     /// line per emitted record on stdout, failures on stderr (exit status 1 if any record failed).
     Test(TestArgs),
@@ -40,16 +57,177 @@ pub struct TestArgs {
     memory_bytes_max: usize,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    name: String,
+    /// The component (.wasm) to upload.
+    #[arg(long)]
+    wasm: PathBuf,
+    #[arg(long)]
+    input: String,
+    /// An output topic (repeatable; the order gives the output indexes 0, 1, ...).
+    #[arg(long = "output", required = true)]
+    outputs: Vec<String>,
+    /// A config parameter NAME=VALUE (repeatable).
+    #[arg(long = "config", short = 'c', value_parser = parse_pair)]
+    config: Vec<(String, String)>,
+    /// dead_letter (default), skip or stop.
+    #[arg(long)]
+    on_error: Option<String>,
+    #[arg(long)]
+    dead_letter_topic: Option<String>,
+    /// earliest (default), latest or an offset: where to start partitions with no committed offset.
+    #[arg(long)]
+    start: Option<String>,
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    #[arg(long)]
+    memory_bytes_max: Option<usize>,
+    #[arg(long)]
+    batch_records_max: Option<usize>,
+}
+
 pub fn parse_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("'{s}' is not NAME=VALUE"))
 }
 
-pub fn run(command: ProcessorCommand) -> anyhow::Result<()> {
+/// Runs a processor subcommand; `test` needs no server, the others talk to `client`.
+pub async fn run(client: &Client, command: ProcessorCommand) -> anyhow::Result<()> {
+    let path = |name: &str, tail: &str| format!("/v1/processors/{name}{tail}");
     match command {
-        ProcessorCommand::Test(args) => test(args),
+        ProcessorCommand::Test(args) => tokio::task::spawn_blocking(move || test(args)).await?,
+        ProcessorCommand::Deploy(a) => deploy(client, a).await,
+        ProcessorCommand::List => {
+            let v = client.json(client.request(Method::GET, "/v1/processors")).await?;
+            println!(
+                "{:<24} {:<8} {:<20} {:>10} {:>10} {:>7} {:>8}",
+                "NAME", "STATE", "INPUT", "IN", "OUT", "ERRORS", "LAG"
+            );
+            for p in v["processors"].as_array().into_iter().flatten() {
+                let lag: u64 = p["lag"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| l["lag"].as_u64().unwrap_or(0))
+                    .sum();
+                println!(
+                    "{:<24} {:<8} {:<20} {:>10} {:>10} {:>7} {:>8}",
+                    p["name"].as_str().unwrap_or(""),
+                    p["state"].as_str().unwrap_or(""),
+                    p["input"].as_str().unwrap_or(""),
+                    p["records_in"],
+                    p["records_out"],
+                    p["errors"],
+                    lag
+                );
+            }
+            Ok(())
+        }
+        ProcessorCommand::Status { name } => {
+            let v = client.json(client.request(Method::GET, &path(&name, ""))).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        ProcessorCommand::Logs { name } => logs(client, &path(&name, "/logs")).await,
+        ProcessorCommand::Pause { name } => {
+            client
+                .json(client.request(Method::POST, &path(&name, "/pause")))
+                .await?;
+            println!("paused {name}");
+            Ok(())
+        }
+        ProcessorCommand::Resume { name } => {
+            client
+                .json(client.request(Method::POST, &path(&name, "/resume")))
+                .await?;
+            println!("resumed {name}");
+            Ok(())
+        }
+        ProcessorCommand::Delete { name } => {
+            client.json(client.request(Method::DELETE, &path(&name, ""))).await?;
+            println!("deleted {name}");
+            Ok(())
+        }
     }
+}
+
+async fn deploy(client: &Client, a: DeployArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&a.wasm).with_context(|| format!("cannot read {}", a.wasm.display()))?;
+    let upload = client
+        .request(Method::POST, "/v1/modules")
+        .header("content-type", "application/wasm")
+        .body(bytes);
+    let module = client.json(upload).await?;
+    let id = module["id"]
+        .as_str()
+        .context("the server answered no module id")?
+        .to_owned();
+    let mut spec = json!({ "module": id, "input": a.input, "outputs": a.outputs });
+    let config: Map<String, Value> = a.config.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    spec["config"] = Value::Object(config);
+    if let Some(p) = a.on_error {
+        spec["on_error"] = json!(p);
+    }
+    if let Some(t) = a.dead_letter_topic {
+        spec["dead_letter_topic"] = json!(t);
+    }
+    if let Some(s) = a.start {
+        spec["start"] = s.parse::<u64>().map_or(json!(s), |n| json!(n));
+    }
+    if let Some(n) = a.batch_records_max {
+        spec["batch_records_max"] = json!(n);
+    }
+    if a.deadline_ms.is_some() || a.memory_bytes_max.is_some() {
+        let d = GuestLimits::default();
+        spec["limits"] = json!({
+            "deadline_ms": a.deadline_ms.unwrap_or(d.deadline_ms),
+            "memory_bytes_max": a.memory_bytes_max.unwrap_or(d.memory_bytes_max),
+            "output_bytes_max": d.output_bytes_max,
+        });
+    }
+    let v = client
+        .json(
+            client
+                .request(Method::PUT, &format!("/v1/processors/{}", a.name))
+                .json(&spec),
+        )
+        .await?;
+    println!(
+        "deployed {} ({}) from {} to {}: {}",
+        a.name,
+        id,
+        v["input"].as_str().unwrap_or(""),
+        v["outputs"],
+        v["state"].as_str().unwrap_or("")
+    );
+    Ok(())
+}
+
+async fn logs(client: &Client, path: &str) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let resp = client.send(client.request(Method::GET, path)).await?;
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk.context("the log stream broke")?);
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let Some(data) = line.strip_prefix(b"data:") else {
+                continue;
+            };
+            let v: Value = serde_json::from_slice(data.trim_ascii()).unwrap_or(Value::Null);
+            let partition = v["partition"].as_u64().map_or(String::new(), |p| format!(" p{p}"));
+            println!(
+                "{} {:<5}{partition} {}",
+                v["timestamp"],
+                v["level"].as_str().unwrap_or(""),
+                v["message"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn bytes_json(out: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
