@@ -27,6 +27,8 @@ pub enum BenchCommand {
     SseIdle(SseIdleBench),
     /// Call a processor component in-process (no server) and compare with native Rust.
     Guest(GuestBench),
+    /// Fill a topic, deploy a processor on it, and time topic -> processor -> topic.
+    Processor(ProcessorBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +94,7 @@ pub async fn run(server: &str, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::E2e(b) => e2e(&client, b).await,
         BenchCommand::SseIdle(b) => sse_idle(&client, b).await,
         BenchCommand::Guest(b) => tokio::task::spawn_blocking(move || guest(b)).await?,
+        BenchCommand::Processor(b) => processor_pipeline(&client, b).await,
     }
 }
 
@@ -525,4 +528,121 @@ pub struct GuestBench {
     rounds: usize,
     #[arg(long, default_value_t = 1000)]
     round_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProcessorBench {
+    /// The component to deploy (an identity processor measures the pipeline itself).
+    #[arg(long)]
+    wasm: std::path::PathBuf,
+    #[arg(long, default_value_t = 2_000_000)]
+    records: u64,
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Partitions of the input and output topics.
+    #[arg(long, default_value_t = 2)]
+    partitions: u32,
+    /// fsync policy of both topics.
+    #[arg(long, default_value = "always")]
+    fsync: String,
+    #[arg(long, default_value_t = 1000)]
+    batch_records_max: usize,
+}
+
+/// Sum of high watermarks of `topic`.
+async fn topic_records(client: &Client, topic: &str) -> anyhow::Result<u64> {
+    let t = client
+        .json(client.request(Method::GET, &format!("/v1/topics/{topic}")))
+        .await?;
+    Ok(t["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["high_watermark"].as_u64().unwrap_or(0))
+        .sum())
+}
+
+/// Topic -> processor -> topic: fill the input, deploy, time until the output has everything.
+async fn processor_pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> {
+    let tag = now_us() / 1000;
+    let (input, output) = (format!("bench-pin-{tag}"), format!("bench-pout-{tag}"));
+    ensure_topic(client, &input, b.partitions, &b.fsync).await?;
+    ensure_topic(client, &output, b.partitions, &b.fsync).await?;
+    produce(
+        client,
+        ProduceBench {
+            topic: Some(input.clone()),
+            records: b.records,
+            record_size: b.record_size,
+            batch: 1000,
+            connections: 4,
+            partitions: b.partitions,
+            fsync: b.fsync.clone(),
+        },
+    )
+    .await?;
+    let bytes = std::fs::read(&b.wasm).with_context(|| format!("cannot read {}", b.wasm.display()))?;
+    let started = Instant::now();
+    let module = client
+        .json(
+            client
+                .request(Method::POST, "/v1/modules")
+                .header("content-type", "application/wasm")
+                .body(bytes),
+        )
+        .await?;
+    let uploaded = started.elapsed();
+    let spec = json!({ "module": module["id"], "input": input, "outputs": [output], "batch_records_max": b.batch_records_max });
+    client
+        .json(
+            client
+                .request(Method::PUT, &format!("/v1/processors/bench-{tag}"))
+                .json(&spec),
+        )
+        .await?;
+    let deployed = started.elapsed();
+    let mut first = None;
+    loop {
+        let n = topic_records(client, &output).await?;
+        if n > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if n >= b.records {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "the processor did not finish in 10 minutes ({n} of {} records)",
+                b.records
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = started.elapsed();
+    let first = first.unwrap_or(total);
+    println!(
+        "processor: {} records of {} B, {} partitions, fsync={}, module {}",
+        b.records,
+        b.record_size,
+        b.partitions,
+        b.fsync,
+        b.wasm.display()
+    );
+    println!(
+        "  upload {:.0} ms, deploy answered at {:.0} ms, first output record at {:.0} ms",
+        uploaded.as_secs_f64() * 1e3,
+        deployed.as_secs_f64() * 1e3,
+        first.as_secs_f64() * 1e3
+    );
+    let secs = (total - first).as_secs_f64().max(1e-9);
+    println!(
+        "  topic -> processor -> topic: {:.0} records/s ({:.2} s from first output to last)",
+        b.records as f64 / secs,
+        secs
+    );
+    client
+        .request(Method::DELETE, &format!("/v1/processors/bench-{tag}"))
+        .send()
+        .await?;
+    Ok(())
 }
