@@ -454,3 +454,58 @@ async fn after_sigkill_nothing_is_lost_and_at_most_the_last_batch_repeats() {
         "{duplicated} duplicates: more than one batch repeated"
     );
 }
+
+#[tokio::test]
+async fn typed_world_guests_run_and_their_errors_are_isolated() {
+    let env = Env::start();
+    env.api.create_topic("in", 1).await;
+    env.api.create_topic("out", 1).await;
+    let id = upload(&env.api, &crate::wasm::guest("weir_test_typed_upper")).await;
+    let (_, modules) = env.api.get("/v1/modules").await;
+    assert_eq!(modules["modules"][0]["kind"], "typed");
+    deploy(
+        &env.api,
+        "typed",
+        json!({"module": id, "input": "in", "outputs": ["out"]}),
+    )
+    .await;
+    env.api
+        .produce(
+            "in",
+            json!([{"value": "a", "headers": {"h": "1"}}, {"value": "fail"}, {"value": "b"}]),
+        )
+        .await;
+    let out = wait_for_records(&env.api, "out", 2).await;
+    assert_eq!(values(&out), ["A", "B"]);
+    assert_eq!(out[0]["headers"]["h"], "1");
+    let dlq = wait_for_records(&env.api, "typed-dlq", 1).await;
+    assert!(
+        dlq[0]["headers"]["weir-error"]
+            .as_str()
+            .unwrap()
+            .contains("typed guest refused offset 1"),
+        "{dlq:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_component_of_another_world_is_refused_with_what_to_build() {
+    let env = Env::start();
+    let bytes = std::fs::read(crate::wasm::guest("weir-test-command")).unwrap();
+    let resp = env
+        .api
+        .http
+        .post(format!("{}/v1/modules", env.api.base))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("wasi:cli/run") && msg.contains("packed-processor"),
+        "{msg}"
+    );
+}

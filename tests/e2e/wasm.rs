@@ -19,6 +19,11 @@ pub fn example(name: &str) -> PathBuf {
     built(&format!("weir_example_{name}.wasm"))
 }
 
+/// A test guest of `tests/guests/`, by its file name stem.
+pub fn guest(stem: &str) -> PathBuf {
+    built(&format!("{stem}.wasm"))
+}
+
 /// The misbehaving guest of `tests/guests/chaos`.
 pub fn chaos() -> PathBuf {
     built("weir_test_chaos.wasm")
@@ -36,7 +41,14 @@ fn built(file: &str) -> PathBuf {
         for ex in EXAMPLES {
             cmd.args(["-p", &format!("weir-example-{ex}")]);
         }
-        cmd.args(["-p", "weir-test-chaos"]);
+        cmd.args([
+            "-p",
+            "weir-test-chaos",
+            "-p",
+            "weir-test-typed-upper",
+            "-p",
+            "weir-test-command",
+        ]);
         let status = cmd.status().expect("cargo runs");
         assert!(
             status.success(),

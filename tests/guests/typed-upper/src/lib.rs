@@ -1,0 +1,37 @@
+//! Uppercases values through the typed `processor` world; a value `fail` is an error naming
+//! its record, so the host's isolation of typed errors is exercised too.
+#![allow(unsafe_code)]
+
+wit_bindgen::generate!({ path: "../../../wit", world: "processor" });
+
+use exports::weir::processor::batch_processor::Guest;
+use weir::processor::types::{InputRecord, OutputRecord, ProcessError};
+
+struct TypedUpper;
+
+impl Guest for TypedUpper {
+    fn init(_config: Vec<(String, String)>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn process(batch: Vec<InputRecord>) -> Result<Vec<OutputRecord>, ProcessError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (i, r) in batch.into_iter().enumerate() {
+            if r.value == b"fail" {
+                return Err(ProcessError {
+                    message: format!("typed guest refused offset {}", r.offset),
+                    record: Some(i as u32),
+                });
+            }
+            out.push(OutputRecord {
+                key: r.key,
+                value: r.value.to_ascii_uppercase(),
+                headers: r.headers,
+                output: None,
+            });
+        }
+        Ok(out)
+    }
+}
+
+export!(TypedUpper);
