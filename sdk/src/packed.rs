@@ -40,11 +40,24 @@
 use core::fmt;
 
 /// Version word at the start of every input batch.
+///
+/// ```
+/// assert_eq!(weir_sdk::packed::VERSION, 1);
+/// ```
 pub const VERSION: u32 = 1;
 /// `OUTPUT` value meaning "the processor's first output".
+///
+/// ```
+/// assert_eq!(weir_sdk::packed::DEFAULT_OUTPUT, u32::MAX);
+/// ```
 pub const DEFAULT_OUTPUT: u32 = u32::MAX;
 
 /// A malformed packed buffer: where and what.
+///
+/// ```
+/// let e = weir_sdk::packed::BatchReader::new(b"").err().unwrap();
+/// assert_eq!(e.at, 0);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackError {
     pub at: usize,
@@ -123,6 +136,15 @@ impl<'a> Cursor<'a> {
 }
 
 /// The headers of a record, read in place. Iterates `(name, value)`.
+///
+/// ```
+/// use weir_sdk::packed::{BatchReader, BatchWriter};
+/// let mut w = BatchWriter::new("orders", 0, 64);
+/// w.push(7, 1_700_000_000_000, Some(b"k"), b"v", [("h", &b"1"[..])]);
+/// let bytes = w.finish();
+/// let r = BatchReader::new(&bytes).unwrap().next().unwrap().unwrap();
+/// assert_eq!((r.topic, r.offset, r.value, r.headers.get("h")), ("orders", 7, &b"v"[..], Some(&b"1"[..])));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Headers<'a> {
     bytes: &'a [u8],
@@ -131,6 +153,10 @@ pub struct Headers<'a> {
 
 impl<'a> Headers<'a> {
     /// No headers.
+    ///
+    /// ```
+    /// assert!(weir_sdk::Headers::EMPTY.is_empty());
+    /// ```
     pub const EMPTY: Headers<'static> = Headers { bytes: &[], count: 0 };
 
     pub fn len(&self) -> usize {
@@ -142,6 +168,10 @@ impl<'a> Headers<'a> {
     }
 
     /// The value of the first header named `name`.
+    ///
+    /// ```
+    /// assert_eq!(weir_sdk::Headers::EMPTY.get("h"), None);
+    /// ```
     pub fn get(&self, name: &str) -> Option<&'a [u8]> {
         self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
@@ -173,7 +203,11 @@ impl<'a> IntoIterator for Headers<'a> {
     }
 }
 
-/// Iterator over validated headers.
+/// Iterator over validated headers, from [`Headers::iter`].
+///
+/// ```
+/// assert_eq!(weir_sdk::Headers::EMPTY.iter().count(), 0);
+/// ```
 pub struct HeaderIter<'a> {
     cursor: Cursor<'a>,
     left: u32,
@@ -195,6 +229,15 @@ impl<'a> Iterator for HeaderIter<'a> {
 }
 
 /// A record of an input batch, borrowed from the batch buffer.
+///
+/// ```
+/// use weir_sdk::packed::{BatchReader, BatchWriter};
+/// let mut w = BatchWriter::new("orders", 0, 64);
+/// w.push(7, 1_700_000_000_000, Some(b"k"), b"v", [("h", &b"1"[..])]);
+/// let bytes = w.finish();
+/// let r = BatchReader::new(&bytes).unwrap().next().unwrap().unwrap();
+/// assert_eq!((r.topic, r.offset, r.value, r.headers.get("h")), ("orders", 7, &b"v"[..], Some(&b"1"[..])));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
     /// The input topic.
@@ -210,11 +253,27 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// The value as UTF-8 text.
+    ///
+    /// ```
+    /// # let mut w = weir_sdk::packed::BatchWriter::new("t", 0, 0);
+    /// # w.push(0, 0, None, b"hi", []);
+    /// # let b = w.finish();
+    /// let r = weir_sdk::packed::BatchReader::new(&b).unwrap().next().unwrap().unwrap();
+    /// assert_eq!(r.value_str(), Ok("hi"));
+    /// ```
     pub fn value_str(&self) -> Result<&'a str, core::str::Utf8Error> {
         core::str::from_utf8(self.value)
     }
 
     /// The key as UTF-8 text, if there is a key.
+    ///
+    /// ```
+    /// # let mut w = weir_sdk::packed::BatchWriter::new("t", 0, 0);
+    /// # w.push(0, 0, Some(b"k"), b"v", []);
+    /// # let b = w.finish();
+    /// let r = weir_sdk::packed::BatchReader::new(&b).unwrap().next().unwrap().unwrap();
+    /// assert_eq!(r.key_str(), Some(Ok("k")));
+    /// ```
     pub fn key_str(&self) -> Option<Result<&'a str, core::str::Utf8Error>> {
         self.key.map(core::str::from_utf8)
     }
@@ -222,6 +281,15 @@ impl<'a> Record<'a> {
 
 /// Reads an input batch in place: [`BatchReader::new`] checks the header, iteration yields
 /// records (or one error, then stops).
+///
+/// ```
+/// use weir_sdk::packed::{BatchReader, BatchWriter};
+/// let mut w = BatchWriter::new("orders", 0, 64);
+/// w.push(7, 1_700_000_000_000, Some(b"k"), b"v", [("h", &b"1"[..])]);
+/// let bytes = w.finish();
+/// let r = BatchReader::new(&bytes).unwrap().next().unwrap().unwrap();
+/// assert_eq!((r.topic, r.offset, r.value, r.headers.get("h")), ("orders", 7, &b"v"[..], Some(&b"1"[..])));
+/// ```
 pub struct BatchReader<'a> {
     cursor: Cursor<'a>,
     topic: &'a str,
@@ -327,6 +395,15 @@ fn put_headers<'h>(buf: &mut Vec<u8>, count_at: usize, headers: impl IntoIterato
 }
 
 /// Builds an input batch (the broker's side, and the SDK's test harness).
+///
+/// ```
+/// use weir_sdk::packed::{BatchReader, BatchWriter};
+/// let mut w = BatchWriter::new("orders", 0, 64);
+/// w.push(7, 1_700_000_000_000, Some(b"k"), b"v", [("h", &b"1"[..])]);
+/// let bytes = w.finish();
+/// let r = BatchReader::new(&bytes).unwrap().next().unwrap().unwrap();
+/// assert_eq!((r.topic, r.offset, r.value, r.headers.get("h")), ("orders", 7, &b"v"[..], Some(&b"1"[..])));
+/// ```
 pub struct BatchWriter {
     buf: Vec<u8>,
     count_at: usize,
@@ -388,6 +465,18 @@ impl BatchWriter {
 }
 
 /// Builds the output of one call (the guest's side).
+///
+/// ```
+/// use weir_sdk::packed::{OutputReader, OutputWriter};
+/// let mut w = OutputWriter::default();
+/// w.push(0, Some(1), None, b"routed", []);
+/// w.fail(1, "bad record");
+/// let bytes = w.finish();
+/// let mut r = OutputReader::new(&bytes).unwrap();
+/// assert_eq!(r.next().unwrap().unwrap().output, Some(1));
+/// assert!(r.next().is_none());
+/// assert_eq!(r.failures().unwrap(), vec![(1, "bad record")]);
+/// ```
 #[derive(Debug)]
 pub struct OutputWriter {
     buf: Vec<u8>,
@@ -396,6 +485,14 @@ pub struct OutputWriter {
 }
 
 /// A point to roll an [`OutputWriter`] back to.
+///
+/// ```
+/// let mut w = weir_sdk::packed::OutputWriter::default();
+/// let mark = w.mark();
+/// w.push(0, None, None, b"x", []);
+/// w.rollback(mark);
+/// assert!(w.is_empty());
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Mark {
     len: usize,
@@ -487,6 +584,18 @@ impl OutputWriter {
 }
 
 /// One emitted record, read in place from an output buffer.
+///
+/// ```
+/// use weir_sdk::packed::{OutputReader, OutputWriter};
+/// let mut w = OutputWriter::default();
+/// w.push(0, Some(1), None, b"routed", []);
+/// w.fail(1, "bad record");
+/// let bytes = w.finish();
+/// let mut r = OutputReader::new(&bytes).unwrap();
+/// assert_eq!(r.next().unwrap().unwrap().output, Some(1));
+/// assert!(r.next().is_none());
+/// assert_eq!(r.failures().unwrap(), vec![(1, "bad record")]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutputRecord<'a> {
     /// Index of the input record it was emitted for.
@@ -499,6 +608,18 @@ pub struct OutputRecord<'a> {
 }
 
 /// Reads a guest's output buffer (the broker's side), validating as it goes.
+///
+/// ```
+/// use weir_sdk::packed::{OutputReader, OutputWriter};
+/// let mut w = OutputWriter::default();
+/// w.push(0, Some(1), None, b"routed", []);
+/// w.fail(1, "bad record");
+/// let bytes = w.finish();
+/// let mut r = OutputReader::new(&bytes).unwrap();
+/// assert_eq!(r.next().unwrap().unwrap().output, Some(1));
+/// assert!(r.next().is_none());
+/// assert_eq!(r.failures().unwrap(), vec![(1, "bad record")]);
+/// ```
 pub struct OutputReader<'a> {
     cursor: Cursor<'a>,
     left: u32,

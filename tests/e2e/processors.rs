@@ -509,3 +509,50 @@ async fn a_component_of_another_world_is_refused_with_what_to_build() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn stop_policy_halts_at_the_bad_record_and_a_redeploy_with_skip_goes_on_from_it() {
+    let env = Env::start();
+    env.api.create_topic("in", 1).await;
+    env.api.create_topic("out", 1).await;
+    let id = upload(&env.api, &example("filter")).await;
+    let spec = |policy: &str| json!({"module": id, "input": "in", "outputs": ["out"], "config": {"field": "n", "min": "0"}, "on_error": policy});
+    assert_eq!(deploy(&env.api, "strict", spec("stop")).await.0, StatusCode::CREATED);
+    env.api
+        .produce(
+            "in",
+            json!([{"value": {"n": 1}}, {"value": {"n": 2}}, {"value": "bad"}, {"value": {"n": 4}}]),
+        )
+        .await;
+    let mut view = Value::Null;
+    for _ in 0..100 {
+        view = env.api.get("/v1/processors/strict").await.1;
+        if view["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(view["state"], "failed", "{view}");
+    assert!(view["last_error"].as_str().unwrap().contains("in/0@2"), "{view}");
+    assert_eq!(view["lag"][0]["committed_offset"], 2, "committed up to the bad record");
+    assert_eq!(
+        values(&env.api.fetch_all("out", 0, 0).await),
+        [r#"{"n":1}"#, r#"{"n":2}"#]
+    );
+    assert_eq!(
+        env.api.get("/v1/topics/strict-dlq").await.0,
+        StatusCode::NOT_FOUND,
+        "stop writes no dead letters"
+    );
+
+    assert_eq!(deploy(&env.api, "strict", spec("skip")).await.0, StatusCode::OK);
+    let out = wait_for_records(&env.api, "out", 3).await;
+    assert_eq!(values(&out), [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":4}"#]);
+    wait_for_lag_zero(&env.api, "strict").await;
+    let (_, view) = env.api.get("/v1/processors/strict").await;
+    assert_eq!(
+        (view["state"].as_str(), view["skipped"].as_u64()),
+        (Some("running"), Some(1)),
+        "{view}"
+    );
+}
