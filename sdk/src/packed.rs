@@ -72,6 +72,9 @@ impl fmt::Display for PackError {
 
 impl std::error::Error for PackError {}
 
+/// Key, value and headers of one record.
+type Payload<'a> = (Option<&'a [u8]>, &'a [u8], Headers<'a>);
+
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -117,6 +120,26 @@ impl<'a> Cursor<'a> {
             at,
             what: "text is not UTF-8",
         })
+    }
+
+    /// Reads `KEY_LEN VALUE_LEN HEADERS key value headers`, the tail shared by input and
+    /// output records.
+    fn payload(&mut self) -> Result<Payload<'a>, PackError> {
+        let key_len = self.i32("key length")?;
+        let value_len = self.u32("value length")? as usize;
+        let header_count = self.u32("header count")?;
+        let key = match key_len {
+            -1 => None,
+            n if n >= 0 => Some(self.take(n as usize, "key")?),
+            _ => {
+                return Err(PackError {
+                    at: self.pos,
+                    what: "negative key length",
+                });
+            }
+        };
+        let value = self.take(value_len, "value")?;
+        Ok((key, value, self.headers(header_count)?))
     }
 
     /// Skips over `count` headers and returns their bytes.
@@ -327,21 +350,7 @@ impl<'a> BatchReader<'a> {
         let c = &mut self.cursor;
         let offset = c.u64("offset")?;
         let timestamp = c.i64("timestamp")?;
-        let key_len = c.i32("key length")?;
-        let value_len = c.u32("value length")? as usize;
-        let header_count = c.u32("header count")?;
-        let key = match key_len {
-            -1 => None,
-            n if n >= 0 => Some(c.take(n as usize, "key")?),
-            _ => {
-                return Err(PackError {
-                    at: c.pos,
-                    what: "negative key length",
-                });
-            }
-        };
-        let value = c.take(value_len, "value")?;
-        let headers = c.headers(header_count)?;
+        let (key, value, headers) = c.payload()?;
         Ok(Record {
             topic: self.topic,
             partition: self.partition,
@@ -640,21 +649,7 @@ impl<'a> OutputReader<'a> {
         let c = &mut self.cursor;
         let input = c.u32("input index")?;
         let output = c.u32("output")?;
-        let key_len = c.i32("key length")?;
-        let value_len = c.u32("value length")? as usize;
-        let header_count = c.u32("header count")?;
-        let key = match key_len {
-            -1 => None,
-            n if n >= 0 => Some(c.take(n as usize, "key")?),
-            _ => {
-                return Err(PackError {
-                    at: c.pos,
-                    what: "negative key length",
-                });
-            }
-        };
-        let value = c.take(value_len, "value")?;
-        let headers = c.headers(header_count)?;
+        let (key, value, headers) = c.payload()?;
         Ok(OutputRecord {
             input,
             output: (output != DEFAULT_OUTPUT).then_some(output),

@@ -6,50 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::topic::{FsyncPolicy, TopicConfig};
-
-/// Settings a new topic gets unless its create request says otherwise.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TopicDefaults {
-    pub partitions: u32,
-    /// `None`: keep forever.
-    pub retention_ms: Option<i64>,
-    /// `None`: no size limit.
-    pub retention_bytes: Option<u64>,
-    pub segment_bytes: u64,
-    pub segment_ms: i64,
-    pub fsync: FsyncPolicy,
-    pub fsync_interval_ms: u64,
-}
-
-impl Default for TopicDefaults {
-    fn default() -> Self {
-        Self {
-            partitions: 1,
-            retention_ms: Some(7 * 24 * 3600 * 1000),
-            retention_bytes: None,
-            segment_bytes: 1024 * 1024 * 1024,
-            segment_ms: 7 * 24 * 3600 * 1000,
-            fsync: FsyncPolicy::Always,
-            fsync_interval_ms: 1000,
-        }
-    }
-}
-
-impl TopicDefaults {
-    pub fn to_topic_config(&self) -> TopicConfig {
-        TopicConfig {
-            partitions: self.partitions,
-            retention_ms: self.retention_ms,
-            retention_bytes: self.retention_bytes,
-            segment_bytes: self.segment_bytes,
-            segment_ms: self.segment_ms,
-            fsync: self.fsync,
-            fsync_interval_ms: self.fsync_interval_ms,
-        }
-    }
-}
+use crate::topic::TopicConfig;
 
 /// Request limits. Each protects memory: the broker holds a whole request body while it
 /// validates it, and a whole fetch answer while it encodes it.
@@ -88,7 +45,8 @@ impl Default for Limits {
 pub struct Config {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
-    pub defaults: TopicDefaults,
+    /// Settings a new topic gets unless its create request says otherwise.
+    pub defaults: TopicConfig,
     pub limits: Limits,
     /// How often retention and idle-segment rolls run.
     pub retention_check_interval_ms: u64,
@@ -105,7 +63,7 @@ impl Default for Config {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("weir-data"),
-            defaults: TopicDefaults::default(),
+            defaults: TopicConfig::default(),
             limits: Limits::default(),
             retention_check_interval_ms: 60_000,
             sse_heartbeat_ms: 15_000,
@@ -146,7 +104,6 @@ impl Config {
     /// Checks every setting for sense, naming the one that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.defaults
-            .to_topic_config()
             .validate()
             .map_err(|m| ConfigError::Invalid(format!("defaults: {m}")))?;
         let l = &self.limits;
@@ -183,6 +140,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topic::FsyncPolicy;
 
     #[test]
     fn toml_overrides_only_what_it_names() {

@@ -51,6 +51,30 @@ impl Client {
         }
     }
 
+    /// Opens the SSE stream at `path` and calls `on_data` with each event's `data:` as JSON,
+    /// until the stream ends or `on_data` answers false.
+    pub async fn for_each_event(
+        &self,
+        path: &str,
+        mut on_data: impl FnMut(Value) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        use futures::StreamExt;
+        let mut stream = self.send(self.request(Method::GET, path)).await?.bytes_stream();
+        let mut buf = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk.context("the event stream broke")?);
+            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                if let Some(data) = line.strip_prefix(b"data:")
+                    && !on_data(serde_json::from_slice(data.trim_ascii()).unwrap_or(Value::Null))?
+                {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn json(&self, req: RequestBuilder) -> anyhow::Result<Value> {
         let resp = self.send(req).await?;
         if resp.status() == reqwest::StatusCode::NO_CONTENT {

@@ -3,8 +3,6 @@
 
 use std::io::Write;
 
-use anyhow::Context;
-use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -112,24 +110,15 @@ async fn follow(client: &Client, args: &ConsumeArgs, printer: &mut Printer) -> a
     if let Some(p) = args.partition {
         path.push_str(&format!("&partition={p}"));
     }
-    let resp = client.send(client.request(Method::GET, &path)).await?;
-    let mut stream = resp.bytes_stream();
-    let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        buf.extend_from_slice(&chunk.context("the event stream broke")?);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let Some(data) = line.strip_prefix(b"data:") else {
-                continue;
-            };
-            let event: Value = serde_json::from_slice(data.trim_ascii()).unwrap_or(Value::Null);
+    client
+        .for_each_event(&path, |event| {
             for r in event["records"].as_array().into_iter().flatten() {
                 if !printer.print(r)? {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
             printer.out.flush()?;
-        }
-    }
-    Ok(())
+            Ok(true)
+        })
+        .await
 }

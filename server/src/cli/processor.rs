@@ -206,28 +206,14 @@ async fn deploy(client: &Client, a: DeployArgs) -> anyhow::Result<()> {
 }
 
 async fn logs(client: &Client, path: &str) -> anyhow::Result<()> {
-    use futures::StreamExt;
-    let resp = client.send(client.request(Method::GET, path)).await?;
-    let mut stream = resp.bytes_stream();
-    let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        buf.extend_from_slice(&chunk.context("the log stream broke")?);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let Some(data) = line.strip_prefix(b"data:") else {
-                continue;
-            };
-            let v: Value = serde_json::from_slice(data.trim_ascii()).unwrap_or(Value::Null);
+    client
+        .for_each_event(path, |v| {
             let partition = v["partition"].as_u64().map_or(String::new(), |p| format!(" p{p}"));
-            println!(
-                "{} {:<5}{partition} {}",
-                v["timestamp"],
-                v["level"].as_str().unwrap_or(""),
-                v["message"].as_str().unwrap_or("")
-            );
-        }
-    }
-    Ok(())
+            let (level, message) = (v["level"].as_str().unwrap_or(""), v["message"].as_str().unwrap_or(""));
+            println!("{} {level:<5}{partition} {message}", v["timestamp"]);
+            Ok(true)
+        })
+        .await
 }
 
 fn bytes_json(out: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {

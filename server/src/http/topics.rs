@@ -84,7 +84,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(Statu
                 "{e}; expected a JSON object like {{\"name\":\"orders\",\"partitions\":3}}"
             ))
         })?;
-    let mut config = state.config.defaults.to_topic_config();
+    let mut config = state.config.defaults.clone();
     if let Some(p) = req.partitions {
         config.partitions = p;
     }

@@ -57,8 +57,10 @@ impl FsyncPolicy {
     }
 }
 
-/// A topic's settings as stored in its metadata file. `None` retention means "keep forever".
+/// A topic's settings as stored in its metadata file, and the server's `[defaults]` for new
+/// topics. `None` retention means "keep forever".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TopicConfig {
     pub partitions: u32,
     pub retention_ms: Option<i64>,
@@ -67,6 +69,21 @@ pub struct TopicConfig {
     pub segment_ms: i64,
     pub fsync: FsyncPolicy,
     pub fsync_interval_ms: u64,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+        Self {
+            partitions: 1,
+            retention_ms: Some(WEEK_MS),
+            retention_bytes: None,
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: WEEK_MS,
+            fsync: FsyncPolicy::Always,
+            fsync_interval_ms: 1000,
+        }
+    }
 }
 
 impl TopicConfig {
