@@ -86,6 +86,10 @@ pub struct SseIdleBench {
     subscribers: usize,
 }
 
+mod processors;
+
+pub use processors::{GuestBench, ProcessorBench};
+
 pub async fn run(server: &str, command: BenchCommand) -> anyhow::Result<()> {
     let client = Client::new(server)?;
     match command {
@@ -93,12 +97,12 @@ pub async fn run(server: &str, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Consume(b) => consume(&client, b).await,
         BenchCommand::E2e(b) => e2e(&client, b).await,
         BenchCommand::SseIdle(b) => sse_idle(&client, b).await,
-        BenchCommand::Guest(b) => tokio::task::spawn_blocking(move || guest(b)).await?,
-        BenchCommand::Processor(b) => processor_pipeline(&client, b).await,
+        BenchCommand::Guest(b) => tokio::task::spawn_blocking(move || processors::guest(b)).await?,
+        BenchCommand::Processor(b) => processors::pipeline(&client, b).await,
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds are valid")
 }
 
@@ -116,13 +120,13 @@ fn latency_line(h: &Histogram<u64>) -> String {
     )
 }
 
-fn now_us() -> u64 {
+pub(super) fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-async fn ensure_topic(client: &Client, name: &str, partitions: u32, fsync: &str) -> anyhow::Result<()> {
+pub(super) async fn ensure_topic(client: &Client, name: &str, partitions: u32, fsync: &str) -> anyhow::Result<()> {
     let body = json!({ "name": name, "partitions": partitions, "fsync": fsync });
     let resp = client.request(Method::POST, "/v1/topics").json(&body).send().await?;
     if !(resp.status().is_success() || resp.status() == reqwest::StatusCode::CONFLICT) {
@@ -132,7 +136,7 @@ async fn ensure_topic(client: &Client, name: &str, partitions: u32, fsync: &str)
 }
 
 /// A value of `size` printable bytes (so it travels as a JSON string without escapes).
-fn payload(size: usize, seed: u64) -> String {
+pub(super) fn payload(size: usize, seed: u64) -> String {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..size)
         .map(|_| {
@@ -144,7 +148,7 @@ fn payload(size: usize, seed: u64) -> String {
         .collect()
 }
 
-async fn produce(client: &Client, b: ProduceBench) -> anyhow::Result<()> {
+pub(super) async fn produce(client: &Client, b: ProduceBench) -> anyhow::Result<()> {
     let topic = b.topic.clone().unwrap_or_else(|| format!("bench-{}", now_us() / 1000));
     ensure_topic(client, &topic, b.partitions, &b.fsync).await?;
     let requests = b.records.div_ceil(b.batch as u64);
@@ -424,224 +428,6 @@ async fn sse_idle(client: &Client, b: SseIdleBench) -> anyhow::Result<()> {
     }
     client
         .request(Method::DELETE, &format!("/v1/topics/{topic}"))
-        .send()
-        .await?;
-    Ok(())
-}
-
-/// Records/s through one guest instance, beside the same SDK code run natively.
-pub fn guest(b: GuestBench) -> anyhow::Result<()> {
-    use crate::wasm::{GuestLimits, InputRef, RuntimeConfig, WasmRuntime, decode_packed};
-    use weir_sdk::packed::BatchWriter;
-
-    let bytes = std::fs::read(&b.wasm).with_context(|| format!("cannot read {}", b.wasm.display()))?;
-    let runtime = WasmRuntime::new(RuntimeConfig {
-        instances_max: 4,
-        ..RuntimeConfig::default()
-    })?;
-    let compile_start = Instant::now();
-    let module = runtime.compile(&bytes)?;
-    let compile = compile_start.elapsed();
-    let log: crate::wasm::LogSink = Arc::new(|_, _| {});
-    let mut guest = runtime.instantiate(&module, GuestLimits::default(), "bench", log)?;
-    guest
-        .init(&Vec::new())
-        .map_err(|e| anyhow::anyhow!("init failed: {e}"))?;
-    let values: Vec<String> = (0..b.batch).map(|i| payload(b.record_size, i as u64)).collect();
-    let inputs: Vec<InputRef<'_>> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| InputRef {
-            offset: i as u64,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: v.as_bytes(),
-            headers: &[],
-        })
-        .collect();
-
-    // The native baseline does the host's work (encode, decode) and the SDK's, with no Wasm.
-    let native = |inputs: &[InputRef<'_>]| -> anyhow::Result<usize> {
-        let mut w = BatchWriter::new("bench", 0, inputs.len() * (b.record_size + 32));
-        for r in inputs {
-            w.push(r.offset, r.timestamp, r.key, r.value, r.headers.iter().copied());
-        }
-        let batch = w.finish();
-        let out = weir_sdk::rt::process_with(&batch, |r, out| {
-            out.forward(r);
-            Ok(())
-        })
-        .map_err(|e| anyhow::anyhow!(e.message))?;
-        Ok(decode_packed(&out, inputs.len(), usize::MAX)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .emitted
-            .len())
-    };
-    let measure = |f: &mut dyn FnMut() -> anyhow::Result<usize>| -> anyhow::Result<f64> {
-        let mut rates = Vec::new();
-        for _ in 0..b.rounds {
-            let (mut records, start) = (0usize, Instant::now());
-            while start.elapsed() < Duration::from_millis(b.round_ms) {
-                records += f()?;
-            }
-            rates.push(records as f64 / start.elapsed().as_secs_f64());
-        }
-        rates.sort_by(f64::total_cmp);
-        Ok(rates[rates.len() / 2])
-    };
-    let wasm_rate = measure(&mut || Ok(guest.process(0, &inputs)?.emitted.len()))?;
-    let native_rate = measure(&mut || native(&inputs))?;
-    println!(
-        "guest: {} ({:?} world), batches of {}, {} B values, median of {} rounds of {} ms, one thread",
-        b.wasm.display(),
-        module.kind,
-        b.batch,
-        b.record_size,
-        b.rounds,
-        b.round_ms
-    );
-    println!("  compile: {:.0} ms", compile.as_secs_f64() * 1000.0);
-    println!(
-        "  wasm guest:     {:>12.0} records/s ({:.0} ns/record)",
-        wasm_rate,
-        1e9 / wasm_rate
-    );
-    println!(
-        "  native closure: {:>12.0} records/s ({:.0} ns/record)",
-        native_rate,
-        1e9 / native_rate
-    );
-    println!("  wasm / native:  {:.2}", wasm_rate / native_rate);
-    Ok(())
-}
-
-#[derive(Debug, clap::Args)]
-pub struct GuestBench {
-    /// The component to call (an identity processor measures the call itself).
-    #[arg(long)]
-    wasm: std::path::PathBuf,
-    #[arg(long, default_value_t = 1000)]
-    batch: usize,
-    #[arg(long, default_value_t = 100)]
-    record_size: usize,
-    #[arg(long, default_value_t = 5)]
-    rounds: usize,
-    #[arg(long, default_value_t = 1000)]
-    round_ms: u64,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ProcessorBench {
-    /// The component to deploy (an identity processor measures the pipeline itself).
-    #[arg(long)]
-    wasm: std::path::PathBuf,
-    #[arg(long, default_value_t = 2_000_000)]
-    records: u64,
-    #[arg(long, default_value_t = 100)]
-    record_size: usize,
-    /// Partitions of the input and output topics.
-    #[arg(long, default_value_t = 2)]
-    partitions: u32,
-    /// fsync policy of both topics.
-    #[arg(long, default_value = "always")]
-    fsync: String,
-    #[arg(long, default_value_t = 1000)]
-    batch_records_max: usize,
-}
-
-/// Sum of high watermarks of `topic`.
-async fn topic_records(client: &Client, topic: &str) -> anyhow::Result<u64> {
-    let t = client
-        .json(client.request(Method::GET, &format!("/v1/topics/{topic}")))
-        .await?;
-    Ok(t["partitions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| p["high_watermark"].as_u64().unwrap_or(0))
-        .sum())
-}
-
-/// Topic -> processor -> topic: fill the input, deploy, time until the output has everything.
-async fn processor_pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> {
-    let tag = now_us() / 1000;
-    let (input, output) = (format!("bench-pin-{tag}"), format!("bench-pout-{tag}"));
-    ensure_topic(client, &input, b.partitions, &b.fsync).await?;
-    ensure_topic(client, &output, b.partitions, &b.fsync).await?;
-    produce(
-        client,
-        ProduceBench {
-            topic: Some(input.clone()),
-            records: b.records,
-            record_size: b.record_size,
-            batch: 1000,
-            connections: 4,
-            partitions: b.partitions,
-            fsync: b.fsync.clone(),
-        },
-    )
-    .await?;
-    let bytes = std::fs::read(&b.wasm).with_context(|| format!("cannot read {}", b.wasm.display()))?;
-    let started = Instant::now();
-    let module = client
-        .json(
-            client
-                .request(Method::POST, "/v1/modules")
-                .header("content-type", "application/wasm")
-                .body(bytes),
-        )
-        .await?;
-    let uploaded = started.elapsed();
-    let spec = json!({ "module": module["id"], "input": input, "outputs": [output], "batch_records_max": b.batch_records_max });
-    client
-        .json(
-            client
-                .request(Method::PUT, &format!("/v1/processors/bench-{tag}"))
-                .json(&spec),
-        )
-        .await?;
-    let deployed = started.elapsed();
-    let mut first = None;
-    loop {
-        let n = topic_records(client, &output).await?;
-        if n > 0 && first.is_none() {
-            first = Some(started.elapsed());
-        }
-        if n >= b.records {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!(
-                "the processor did not finish in 10 minutes ({n} of {} records)",
-                b.records
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let total = started.elapsed();
-    let first = first.unwrap_or(total);
-    println!(
-        "processor: {} records of {} B, {} partitions, fsync={}, module {}",
-        b.records,
-        b.record_size,
-        b.partitions,
-        b.fsync,
-        b.wasm.display()
-    );
-    println!(
-        "  upload {:.0} ms, deploy answered at {:.0} ms, first output record at {:.0} ms",
-        uploaded.as_secs_f64() * 1e3,
-        deployed.as_secs_f64() * 1e3,
-        first.as_secs_f64() * 1e3
-    );
-    let secs = (total - first).as_secs_f64().max(1e-9);
-    println!(
-        "  topic -> processor -> topic: {:.0} records/s ({:.2} s from first output to last)",
-        b.records as f64 / secs,
-        secs
-    );
-    client
-        .request(Method::DELETE, &format!("/v1/processors/bench-{tag}"))
         .send()
         .await?;
     Ok(())
