@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::harness::{BIN, Env};
 
-fn weir(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
+pub fn weir(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .env("WEIR_URL", url)
@@ -22,7 +22,7 @@ fn weir(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn ok(out: &Output) -> String {
+pub fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "stdout: {}\nstderr: {}",

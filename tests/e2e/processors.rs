@@ -367,7 +367,7 @@ async fn counts(api: &Api, topic: &str) -> BTreeMap<String, usize> {
     out
 }
 
-async fn wait_for_lag_zero(api: &Api, name: &str) {
+pub async fn wait_for_lag_zero(api: &Api, name: &str) {
     for _ in 0..400 {
         let (_, v) = api.get(&format!("/v1/processors/{name}")).await;
         if v["lag"]

@@ -1,5 +1,6 @@
 //! Builds the example processors from source for wasm32-wasip2, once per test run.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -7,7 +8,7 @@ use std::sync::OnceLock;
 /// Every Rust example, built in one cargo invocation.
 const EXAMPLES: &[&str] = &["uppercase", "filter", "router", "split", "identity"];
 
-fn workspace() -> PathBuf {
+pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is inside the workspace")
@@ -58,5 +59,59 @@ fn built(file: &str) -> PathBuf {
     });
     let path = dir.join(file);
     assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// Copies `src` into `dst`, leaving out what builds write (`target/`, `.weir/`,
+/// `node_modules/`), so tests build examples without writing into the source tree.
+pub fn copy_project(src: &std::path::Path, dst: &std::path::Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if ["target", ".weir", "node_modules"].iter().any(|n| name == *n) {
+            continue;
+        }
+        let (from, to) = (entry.path(), dst.join(&name));
+        if from.is_dir() {
+            copy_project(&from, &to);
+        } else if std::fs::read(&from).ok() != std::fs::read(&to).ok() {
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+}
+
+/// Runs `weir processor build DIR` and returns the component's path (its standard output).
+pub fn build_project(dir: &std::path::Path) -> PathBuf {
+    let out = Command::new(crate::harness::BIN)
+        .args(["processor", "build"])
+        .arg(dir)
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "weir processor build {} failed (the language toolchains come from scripts/install-toolchains, which scripts/test runs):\n{stderr}",
+        dir.display()
+    );
+    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(path.is_file(), "build printed {}, which is not a file", path.display());
+    path
+}
+
+/// The component built from `examples/LANG/NAME` (copied under target/e2e-examples), once per
+/// test run.
+pub fn example_project(lang: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<BTreeMap<String, PathBuf>> = std::sync::Mutex::new(BTreeMap::new());
+    let key = format!("{lang}-{name}");
+    // Held while building: two tests that need the same example wait for one build.
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(&key) {
+        return path.clone();
+    }
+    let dir = workspace().join("target").join("e2e-examples").join(&key);
+    copy_project(&workspace().join("examples").join(lang).join(name), &dir);
+    let path = build_project(&dir);
+    built.insert(key, path.clone());
     path
 }

@@ -6,6 +6,7 @@ mod client;
 mod consume;
 mod processor;
 mod produce;
+mod project;
 mod serve;
 mod topic;
 

@@ -1,4 +1,5 @@
-//! `weir processor ...`: `test` runs a processor locally, with no server.
+//! `weir processor ...`: `new` and `build` work on a project (see [`super::project`]), `test`
+//! runs a processor locally with no server, the others talk to the server.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -11,13 +12,19 @@ use serde_json::{Map, Value, json};
 
 use reqwest::Method;
 
-use super::Client;
+use super::{Client, project};
 use crate::log::NewRecord;
 use crate::wasm::{GuestLimits, InputRef, Level, RuntimeConfig, WasmRuntime};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ProcessorCommand {
-    /// Upload a component and deploy it (creates or redeploys; offsets are kept).
+    /// Write a new processor project (rust, python, js, c, zig or assemblyscript) that passes
+    /// records through unchanged.
+    New(NewArgs),
+    /// Build the project in DIR (default: here) into a component; prints the .wasm's path.
+    Build(BuildArgs),
+    /// Upload a component and deploy it (creates or redeploys; offsets are kept). Inside a
+    /// project, builds it and takes defaults from processor.toml.
     Deploy(DeployArgs),
     /// List processors with their state and counters.
     List,
@@ -58,17 +65,40 @@ pub struct TestArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct DeployArgs {
+pub struct NewArgs {
+    /// The processor's name (also the built file's name).
     name: String,
-    /// The component (.wasm) to upload.
+    /// Language of the project.
+    #[arg(long, value_enum)]
+    lang: project::Language,
+    /// Where to write it (default: ./NAME).
     #[arg(long)]
-    wasm: PathBuf,
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The project directory (holding processor.toml).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The processor's name (default: the project's).
+    name: Option<String>,
+    /// The component (.wasm) to upload (default: build the project).
     #[arg(long)]
-    input: String,
+    wasm: Option<PathBuf>,
+    /// The project whose processor.toml gives defaults (and which is built without --wasm).
+    #[arg(long, default_value = ".")]
+    project: PathBuf,
+    #[arg(long)]
+    input: Option<String>,
     /// An output topic (repeatable; the order gives the output indexes 0, 1, ...).
-    #[arg(long = "output", required = true)]
+    #[arg(long = "output")]
     outputs: Vec<String>,
-    /// A config parameter NAME=VALUE (repeatable).
+    /// A config parameter NAME=VALUE (repeatable; adds to processor.toml's [deploy.config]).
     #[arg(long = "config", short = 'c', value_parser = parse_pair)]
     config: Vec<(String, String)>,
     /// dead_letter (default), skip or stop.
@@ -98,6 +128,22 @@ pub async fn run(client: &Client, command: ProcessorCommand) -> anyhow::Result<(
     let path = |name: &str, tail: &str| format!("/v1/processors/{name}{tail}");
     match command {
         ProcessorCommand::Test(args) => tokio::task::spawn_blocking(move || test(args)).await?,
+        ProcessorCommand::New(a) => {
+            let dir = a.dir.unwrap_or_else(|| PathBuf::from(&a.name));
+            project::new(&a.name, a.lang, &dir)?;
+            println!(
+                "created {} ({}) in {}: cd there, then `weir processor build`",
+                a.name,
+                a.lang.name(),
+                dir.display()
+            );
+            Ok(())
+        }
+        ProcessorCommand::Build(a) => {
+            let built = tokio::task::spawn_blocking(move || project::Project::open(&a.dir)?.build()).await??;
+            println!("{}", built.display());
+            Ok(())
+        }
         ProcessorCommand::Deploy(a) => deploy(client, a).await,
         ProcessorCommand::List => {
             let v = client.json(client.request(Method::GET, "/v1/processors")).await?;
@@ -153,8 +199,48 @@ pub async fn run(client: &Client, command: ProcessorCommand) -> anyhow::Result<(
     }
 }
 
+/// Whether `a` needs the project: for the component or for a setting the flags leave out.
+fn needs_project(a: &DeployArgs) -> bool {
+    a.wasm.is_none() || a.name.is_none() || a.input.is_none() || a.outputs.is_empty()
+}
+
 async fn deploy(client: &Client, a: DeployArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&a.wasm).with_context(|| format!("cannot read {}", a.wasm.display()))?;
+    let project = if needs_project(&a) {
+        let dir = a.project.clone();
+        let opened = project::Project::open(&dir)
+            .context("outside a processor project, deploy needs NAME, --wasm, --input and --output")?;
+        Some(opened)
+    } else {
+        None
+    };
+    let defaults = project.as_ref().map(|p| p.manifest.deploy.clone()).unwrap_or_default();
+    let wasm = match (&a.wasm, &project) {
+        (Some(w), _) => w.clone(),
+        (None, Some(p)) => {
+            let p = p.clone();
+            tokio::task::spawn_blocking(move || p.build()).await??
+        }
+        (None, None) => unreachable!("a project is opened when --wasm is missing"),
+    };
+    let name = a
+        .name
+        .clone()
+        .or_else(|| project.as_ref().map(|p| p.manifest.name.clone()))
+        .context("name the processor")?;
+    let input = a
+        .input
+        .clone()
+        .or(defaults.input.clone())
+        .context("name the input topic: --input, or input in processor.toml's [deploy]")?;
+    let outputs = if a.outputs.is_empty() {
+        defaults.outputs.clone()
+    } else {
+        a.outputs.clone()
+    };
+    if outputs.is_empty() {
+        bail!("name an output topic: --output, or outputs in processor.toml's [deploy]");
+    }
+    let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
     let upload = client
         .request(Method::POST, "/v1/modules")
         .header("content-type", "application/wasm")
@@ -164,39 +250,44 @@ async fn deploy(client: &Client, a: DeployArgs) -> anyhow::Result<()> {
         .as_str()
         .context("the server answered no module id")?
         .to_owned();
-    let mut spec = json!({ "module": id, "input": a.input, "outputs": a.outputs });
-    let config: Map<String, Value> = a.config.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    let mut spec = json!({ "module": id, "input": input, "outputs": outputs });
+    let mut config: Map<String, Value> = defaults.config.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    config.extend(a.config.into_iter().map(|(k, v)| (k, json!(v))));
     spec["config"] = Value::Object(config);
-    if let Some(p) = a.on_error {
+    if let Some(p) = a.on_error.or(defaults.on_error) {
         spec["on_error"] = json!(p);
     }
-    if let Some(t) = a.dead_letter_topic {
+    if let Some(t) = a.dead_letter_topic.or(defaults.dead_letter_topic) {
         spec["dead_letter_topic"] = json!(t);
     }
-    if let Some(s) = a.start {
+    if let Some(s) = a.start.or(defaults.start) {
         spec["start"] = s.parse::<u64>().map_or(json!(s), |n| json!(n));
     }
-    if let Some(n) = a.batch_records_max {
+    if let Some(n) = a.batch_records_max.or(defaults.batch_records_max) {
         spec["batch_records_max"] = json!(n);
     }
-    if a.deadline_ms.is_some() || a.memory_bytes_max.is_some() {
+    let (deadline_ms, memory_bytes_max) = (
+        a.deadline_ms.or(defaults.deadline_ms),
+        a.memory_bytes_max.or(defaults.memory_bytes_max),
+    );
+    if deadline_ms.is_some() || memory_bytes_max.is_some() {
         let d = GuestLimits::default();
         spec["limits"] = json!({
-            "deadline_ms": a.deadline_ms.unwrap_or(d.deadline_ms),
-            "memory_bytes_max": a.memory_bytes_max.unwrap_or(d.memory_bytes_max),
+            "deadline_ms": deadline_ms.unwrap_or(d.deadline_ms),
+            "memory_bytes_max": memory_bytes_max.unwrap_or(d.memory_bytes_max),
             "output_bytes_max": d.output_bytes_max,
         });
     }
     let v = client
         .json(
             client
-                .request(Method::PUT, &format!("/v1/processors/{}", a.name))
+                .request(Method::PUT, &format!("/v1/processors/{name}"))
                 .json(&spec),
         )
         .await?;
     println!(
         "deployed {} ({}) from {} to {}: {}",
-        a.name,
+        name,
         id,
         v["input"].as_str().unwrap_or(""),
         v["outputs"],

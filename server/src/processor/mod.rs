@@ -66,6 +66,8 @@ struct Deployed {
     tasks: Vec<JoinHandle<()>>,
     /// Committed input offset per partition.
     committed: Vec<Arc<AtomicU64>>,
+    /// Linear memory of each partition's instance, bytes (0 while none runs).
+    memory: Vec<Arc<AtomicU64>>,
     input: Option<Arc<crate::topic::Topic>>,
 }
 
@@ -95,6 +97,8 @@ pub struct PartitionLag {
     pub committed_offset: u64,
     pub high_watermark: u64,
     pub lag: u64,
+    /// Linear memory of the partition's instance (0 while none runs).
+    pub memory_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -161,6 +165,7 @@ impl Processors {
             paused,
             tasks: Vec::new(),
             committed: Vec::new(),
+            memory: Vec::new(),
             input: None,
         };
         match self.prepare(name, &stored.spec, status, stop, paused_rx).await {
@@ -168,11 +173,14 @@ impl Processors {
                 d.input = Some(Arc::clone(&ctx.input));
                 for p in &ctx.input.partitions {
                     let committed = Arc::new(AtomicU64::new(0));
+                    let memory = Arc::new(AtomicU64::new(0));
                     d.committed.push(Arc::clone(&committed));
+                    d.memory.push(Arc::clone(&memory));
                     d.tasks.push(tokio::spawn(runner::run_partition(
                         Arc::clone(&ctx),
                         Arc::clone(p),
                         committed,
+                        memory,
                     )));
                 }
                 tracing::info!(processor = name, partitions = d.tasks.len(), "processor started");
@@ -312,14 +320,15 @@ impl Processors {
             Some(input) => input
                 .partitions
                 .iter()
-                .zip(&d.committed)
-                .map(|(p, c)| {
+                .zip(d.committed.iter().zip(&d.memory))
+                .map(|(p, (c, m))| {
                     let (hw, committed) = (p.high_watermark(), c.load(Ordering::Relaxed));
                     PartitionLag {
                         partition: p.id,
                         committed_offset: committed,
                         high_watermark: hw,
                         lag: hw.saturating_sub(committed),
+                        memory_bytes: m.load(Ordering::Relaxed),
                     }
                 })
                 .collect(),

@@ -341,7 +341,12 @@ pub async fn append(topic: &Arc<Topic>, records: Vec<NewRecord>) -> Result<(), T
 }
 
 /// The loop of one input partition. Ends when the processor stops, fails, or its input goes.
-pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, committed: Arc<AtomicU64>) {
+pub async fn run_partition(
+    ctx: Arc<Ctx>,
+    partition: Arc<Partition>,
+    committed: Arc<AtomicU64>,
+    memory: Arc<AtomicU64>,
+) {
     let id = partition.id;
     let path = ctx.offsets_dir.join(format!("{id}.offset"));
     let opened = tokio::task::spawn_blocking(move || OffsetFile::open(&path)).await;
@@ -414,6 +419,7 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, committed: 
             (g, r)
         });
         let Ok((g, processed)) = work.await else { break };
+        memory.store(g.as_ref().map_or(0, |g| g.memory_bytes() as u64), Ordering::Relaxed);
         guest = g;
         let processed = match processed {
             Ok(p) => p,

@@ -1,5 +1,5 @@
-//! Host bindings for the two worlds of `wit/processor.wit`. The packed world reuses the typed
-//! world's `host` and `types` so one `Host` impl serves both.
+//! Host bindings for the three worlds of `wit/processor.wit`. The packed worlds reuse the typed
+//! world's `host` and `types` so one `Host` impl serves all.
 
 #![allow(missing_docs, clippy::all)]
 
@@ -22,3 +22,14 @@ pub mod packed {
 }
 
 pub use typed::weir::processor::host::Level;
+
+pub mod latin1 {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "packed-latin1-processor",
+        with: {
+            "weir:processor/host": super::typed::weir::processor::host,
+            "weir:processor/types": super::typed::weir::processor::types,
+        },
+    });
+}

@@ -5,7 +5,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{Level, packed, typed};
+use super::bindings::{Level, latin1, packed, typed};
 use super::logpipe::LogPipe;
 use super::{LogSink, ModuleKind};
 use crate::log::NewRecord;
@@ -116,25 +116,34 @@ impl typed::weir::processor::host::Host for GuestState {
     }
 }
 
-/// Caps linear memory and remembers that it said no, so the trap that follows is reported as
-/// out-of-memory rather than a crash.
+/// Caps linear memory and remembers that it said no, so that a trap that follows is reported
+/// as out-of-memory rather than a crash.
+///
+/// A refused growth is an ordinary `memory.grow` failure (-1) for the guest, not a trap:
+/// language runtimes probe with large growths and fall back to smaller ones (CPython's
+/// allocator asks for more than the cap and recovers), and a guest that cannot recover traps on
+/// its own right after.
 struct Limiter {
     memory_bytes_max: usize,
-    denied: bool,
+    /// Linear memory of the instance, all memories together (they only ever grow).
+    memory_bytes: usize,
+    /// The refused request of the current call, as a message.
+    denied: Option<String>,
 }
 
 /// Table elements an instance may have: big enough for Python and JavaScript runtimes.
 const TABLE_ELEMENTS_MAX: usize = 1_000_000;
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes_max {
-            self.denied = true;
-            return Err(wasmtime::format_err!(
+            self.denied = Some(format!(
                 "memory cap reached: the guest asked for {desired} bytes, the cap is {} (memory_bytes_max)",
                 self.memory_bytes_max
             ));
+            return Ok(false);
         }
+        self.memory_bytes += desired.saturating_sub(current);
         Ok(true)
     }
 
@@ -146,6 +155,7 @@ impl ResourceLimiter for Limiter {
 enum Bindings {
     Packed(packed::PackedProcessor),
     Typed(typed::Processor),
+    Latin1(latin1::PackedLatin1Processor),
 }
 
 /// A live processor instance.
@@ -174,7 +184,8 @@ impl Guest {
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_bytes_max: limits.memory_bytes_max,
-                denied: false,
+                memory_bytes: 0,
+                denied: None,
             },
             log,
         };
@@ -186,6 +197,7 @@ impl Guest {
         let bindings = match &module.pre {
             super::Pre::Packed(pre) => pre.instantiate(&mut store).map(Bindings::Packed),
             super::Pre::Typed(pre) => pre.instantiate(&mut store).map(Bindings::Typed),
+            super::Pre::Latin1(pre) => pre.instantiate(&mut store).map(Bindings::Latin1),
         };
         let bindings = bindings.map_err(|e| classify(&store, &e))?;
         Ok(Self {
@@ -201,13 +213,19 @@ impl Guest {
         match self.bindings {
             Bindings::Packed(_) => ModuleKind::Packed,
             Bindings::Typed(_) => ModuleKind::Typed,
+            Bindings::Latin1(_) => ModuleKind::PackedLatin1,
         }
+    }
+
+    /// Bytes of linear memory the instance holds now.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes
     }
 
     fn arm_deadline(&mut self) {
         let ticks = self.limits.deadline_ms.div_ceil(self.epoch_tick_ms).max(1) + 1;
         self.store.set_epoch_deadline(ticks);
-        self.store.data_mut().limiter.denied = false;
+        self.store.data_mut().limiter.denied = None;
     }
 
     /// Calls the guest's `init`. `Guest` errors carry the guest's rejection message.
@@ -219,6 +237,9 @@ impl Guest {
                 .weir_processor_packed_batch_processor()
                 .call_init(&mut self.store, config),
             Bindings::Typed(b) => b.weir_processor_batch_processor().call_init(&mut self.store, config),
+            Bindings::Latin1(b) => b
+                .weir_processor_packed_latin1_batch_processor()
+                .call_init(&mut self.store, config),
         };
         match result {
             Ok(Ok(())) => Ok(()),
@@ -232,26 +253,18 @@ impl Guest {
         self.arm_deadline();
         match &self.bindings {
             Bindings::Packed(b) => {
-                let bytes: usize = records
-                    .iter()
-                    .map(|r| r.value.len() + r.key.map_or(0, <[u8]>::len) + 32)
-                    .sum();
-                let mut w = BatchWriter::new(&self.topic, partition, bytes);
-                for r in records {
-                    w.push(r.offset, r.timestamp, r.key, r.value, r.headers.iter().copied());
-                }
-                let batch = w.finish();
+                let batch = self.pack(partition, records);
                 let result = b
                     .weir_processor_packed_batch_processor()
                     .call_process_packed(&mut self.store, &batch);
-                match result {
-                    Ok(Ok(out)) => decode_packed(&out, records.len(), self.limits.output_bytes_max),
-                    Ok(Err(e)) => Err(CallError::Guest {
-                        message: e.message,
-                        record: e.record,
-                    }),
-                    Err(e) => Err(classify(&self.store, &e)),
-                }
+                self.finish_packed(result, records.len(), Ok)
+            }
+            Bindings::Latin1(b) => {
+                let batch = self.pack(partition, records);
+                let result = b
+                    .weir_processor_packed_latin1_batch_processor()
+                    .call_process_packed(&mut self.store, &batch);
+                self.finish_packed(result, records.len(), latin1_bytes)
             }
             Bindings::Typed(b) => {
                 use typed::weir::processor::types::{Header, InputRecord};
@@ -286,6 +299,51 @@ impl Guest {
             }
         }
     }
+}
+
+impl Guest {
+    /// Encodes `records` as one packed input batch.
+    fn pack(&self, partition: u32, records: &[InputRef<'_>]) -> Vec<u8> {
+        let bytes: usize = records
+            .iter()
+            .map(|r| r.value.len() + r.key.map_or(0, <[u8]>::len) + 32)
+            .sum();
+        let mut w = BatchWriter::new(&self.topic, partition, bytes);
+        for r in records {
+            w.push(r.offset, r.timestamp, r.key, r.value, r.headers.iter().copied());
+        }
+        w.finish()
+    }
+
+    /// Turns a packed call's result into a [`BatchOutput`]; `to_bytes` recovers the packed
+    /// bytes from however the world carries them.
+    fn finish_packed<T>(
+        &self,
+        result: wasmtime::Result<Result<T, typed::weir::processor::types::ProcessError>>,
+        inputs: usize,
+        to_bytes: impl FnOnce(T) -> Result<Vec<u8>, CallError>,
+    ) -> Result<BatchOutput, CallError> {
+        match result {
+            Ok(Ok(out)) => decode_packed(&to_bytes(out)?, inputs, self.limits.output_bytes_max),
+            Ok(Err(e)) => Err(CallError::Guest {
+                message: e.message,
+                record: e.record,
+            }),
+            Err(e) => Err(classify(&self.store, &e)),
+        }
+    }
+}
+
+/// The packed output of a `packed-latin1` guest: each char is one byte.
+fn latin1_bytes(text: String) -> Result<Vec<u8>, CallError> {
+    text.chars()
+        .map(u8::try_from)
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| {
+            CallError::BadOutput(
+                "the guest's output holds a char above U+00FF: a packed-latin1 output carries one byte per char".into(),
+            )
+        })
 }
 
 fn too_large(bytes: usize, max: usize) -> CallError {
@@ -368,7 +426,8 @@ fn from_typed(
 /// Turns a wasmtime error from a call into a [`CallError::Trap`], saying which kind.
 fn classify(store: &Store<GuestState>, e: &wasmtime::Error) -> CallError {
     let trap = e.downcast_ref::<Trap>();
-    let kind = if store.data().limiter.denied {
+    let denied = store.data().limiter.denied.as_ref();
+    let kind = if denied.is_some() {
         TrapKind::OutOfMemory
     } else if matches!(trap, Some(Trap::Interrupt)) {
         TrapKind::Deadline
@@ -379,11 +438,7 @@ fn classify(store: &Store<GuestState>, e: &wasmtime::Error) -> CallError {
     // through stderr). Wasm backtraces stay out of headers and status.
     let message = match (kind, trap) {
         (TrapKind::Deadline, _) => "the call ran past its deadline (deadline_ms)".to_owned(),
-        (TrapKind::OutOfMemory, _) => e
-            .chain()
-            .map(ToString::to_string)
-            .find(|m| m.contains("memory cap"))
-            .unwrap_or_else(|| e.root_cause().to_string()),
+        (TrapKind::OutOfMemory, _) => denied.cloned().unwrap_or_default(),
         (TrapKind::Crash, Some(Trap::UnreachableCodeReached)) => {
             "the guest crashed (panic or abort: wasm `unreachable` executed)".to_owned()
         }

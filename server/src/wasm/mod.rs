@@ -58,6 +58,7 @@ pub struct CompiledModule {
 enum Pre {
     Packed(bindings::packed::PackedProcessorPre<GuestState>),
     Typed(bindings::typed::ProcessorPre<GuestState>),
+    Latin1(bindings::latin1::PackedLatin1ProcessorPre<GuestState>),
 }
 
 impl CompiledModule {
@@ -141,21 +142,18 @@ impl WasmRuntime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| ModuleError::UnsupportedImport(format!("{e:#}")))?;
-        let pre =
-            match kind {
-                ModuleKind::Packed => {
-                    Pre::Packed(bindings::packed::PackedProcessorPre::new(instance_pre).map_err(|e| {
-                        ModuleError::WrongWorld {
-                            exports: format!("{e:#}"),
-                        }
-                    })?)
-                }
-                ModuleKind::Typed => Pre::Typed(bindings::typed::ProcessorPre::new(instance_pre).map_err(|e| {
-                    ModuleError::WrongWorld {
-                        exports: format!("{e:#}"),
-                    }
-                })?),
-            };
+        let wrong_world = |e: wasmtime::Error| ModuleError::WrongWorld {
+            exports: format!("{e:#}"),
+        };
+        let pre = match kind {
+            ModuleKind::Packed => {
+                Pre::Packed(bindings::packed::PackedProcessorPre::new(instance_pre).map_err(wrong_world)?)
+            }
+            ModuleKind::Typed => Pre::Typed(bindings::typed::ProcessorPre::new(instance_pre).map_err(wrong_world)?),
+            ModuleKind::PackedLatin1 => {
+                Pre::Latin1(bindings::latin1::PackedLatin1ProcessorPre::new(instance_pre).map_err(wrong_world)?)
+            }
+        };
         Ok(CompiledModule { kind, pre, component })
     }
 

@@ -12,11 +12,14 @@ pub enum ModuleKind {
     Packed,
     /// `processor`: typed `list<input-record>` batches.
     Typed,
+    /// `packed-latin1-processor`: packed batches, output carried as one char per byte.
+    PackedLatin1,
 }
 
 /// Name prefixes of the exported interfaces, any 0.1.x version.
 const PACKED_EXPORT: &str = "weir:processor/packed-batch-processor@0.1.";
 const TYPED_EXPORT: &str = "weir:processor/batch-processor@0.1.";
+const LATIN1_EXPORT: &str = "weir:processor/packed-latin1-batch-processor@0.1.";
 
 /// Why an upload is not a usable processor.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -30,7 +33,7 @@ pub enum ModuleError {
     #[error("the component does not compile: {0}")]
     Invalid(String),
     #[error(
-        "the component exports neither weir:processor/packed-batch-processor@0.1.x nor weir:processor/batch-processor@0.1.x (it exports: {exports}); build it against the world `packed-processor` or `processor` of wit/processor.wit"
+        "the component exports none of weir:processor/packed-batch-processor@0.1.x, packed-latin1-batch-processor@0.1.x or batch-processor@0.1.x (it exports: {exports}); build it against the world `packed-processor`, `packed-latin1-processor` or `processor` of wit/processor.wit (`weir processor build` does)"
     )]
     WrongWorld { exports: String },
     #[error(
@@ -57,6 +60,9 @@ pub fn kind(engine: &Engine, component: &Component) -> Result<ModuleKind, Module
     let names: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
     if names.iter().any(|n| n.starts_with(PACKED_EXPORT)) {
         return Ok(ModuleKind::Packed);
+    }
+    if names.iter().any(|n| n.starts_with(LATIN1_EXPORT)) {
+        return Ok(ModuleKind::PackedLatin1);
     }
     if names.iter().any(|n| n.starts_with(TYPED_EXPORT)) {
         return Ok(ModuleKind::Typed);

@@ -11,24 +11,16 @@ use serde_json::json;
 use super::{ProduceBench, ensure_topic, now_us, payload, produce};
 use crate::cli::Client;
 
-/// Records/s through one guest instance, beside the same SDK code run natively.
+/// Records/s through one guest instance per component, beside the same SDK code run natively,
+/// all in one run so the figures compare.
 pub fn guest(b: GuestBench) -> anyhow::Result<()> {
     use crate::wasm::{GuestLimits, InputRef, RuntimeConfig, WasmRuntime, decode_packed};
     use weir_sdk::packed::BatchWriter;
 
-    let bytes = std::fs::read(&b.wasm).with_context(|| format!("cannot read {}", b.wasm.display()))?;
     let runtime = WasmRuntime::new(RuntimeConfig {
         instances_max: 4,
         ..RuntimeConfig::default()
     })?;
-    let compile_start = Instant::now();
-    let module = runtime.compile(&bytes)?;
-    let compile = compile_start.elapsed();
-    let log: crate::wasm::LogSink = Arc::new(|_, _| {});
-    let mut guest = runtime.instantiate(&module, GuestLimits::default(), "bench", log)?;
-    guest
-        .init(&Vec::new())
-        .map_err(|e| anyhow::anyhow!("init failed: {e}"))?;
     let values: Vec<String> = (0..b.batch).map(|i| payload(b.record_size, i as u64)).collect();
     let inputs: Vec<InputRef<'_>> = values
         .iter()
@@ -41,11 +33,23 @@ pub fn guest(b: GuestBench) -> anyhow::Result<()> {
             headers: &[],
         })
         .collect();
+    let measure = |f: &mut dyn FnMut() -> anyhow::Result<usize>| -> anyhow::Result<f64> {
+        let mut rates = Vec::new();
+        for _ in 0..b.rounds {
+            let (mut records, start) = (0usize, Instant::now());
+            while start.elapsed() < Duration::from_millis(b.round_ms) {
+                records += f()?;
+            }
+            rates.push(records as f64 / start.elapsed().as_secs_f64());
+        }
+        rates.sort_by(f64::total_cmp);
+        Ok(rates[rates.len() / 2])
+    };
 
     // The native baseline does the host's work (encode, decode) and the SDK's, with no Wasm.
-    let native = |inputs: &[InputRef<'_>]| -> anyhow::Result<usize> {
+    let mut native = || -> anyhow::Result<usize> {
         let mut w = BatchWriter::new("bench", 0, inputs.len() * (b.record_size + 32));
-        for r in inputs {
+        for r in &inputs {
             w.push(r.offset, r.timestamp, r.key, r.value, r.headers.iter().copied());
         }
         let batch = w.finish();
@@ -59,49 +63,70 @@ pub fn guest(b: GuestBench) -> anyhow::Result<()> {
             .emitted
             .len())
     };
-    let measure = |f: &mut dyn FnMut() -> anyhow::Result<usize>| -> anyhow::Result<f64> {
-        let mut rates = Vec::new();
-        for _ in 0..b.rounds {
-            let (mut records, start) = (0usize, Instant::now());
-            while start.elapsed() < Duration::from_millis(b.round_ms) {
-                records += f()?;
-            }
-            rates.push(records as f64 / start.elapsed().as_secs_f64());
-        }
-        rates.sort_by(f64::total_cmp);
-        Ok(rates[rates.len() / 2])
-    };
-    let wasm_rate = measure(&mut || Ok(guest.process(0, &inputs)?.emitted.len()))?;
-    let native_rate = measure(&mut || native(&inputs))?;
+    let native_rate = measure(&mut native)?;
     println!(
-        "guest: {} ({:?} world), batches of {}, {} B values, median of {} rounds of {} ms, one thread",
-        b.wasm.display(),
-        module.kind,
-        b.batch,
-        b.record_size,
-        b.rounds,
-        b.round_ms
-    );
-    println!("  compile: {:.0} ms", compile.as_secs_f64() * 1000.0);
-    println!(
-        "  wasm guest:     {:>12.0} records/s ({:.0} ns/record)",
-        wasm_rate,
-        1e9 / wasm_rate
+        "guest calls: batches of {}, {} B values, median of {} rounds of {} ms, one thread",
+        b.batch, b.record_size, b.rounds, b.round_ms
     );
     println!(
-        "  native closure: {:>12.0} records/s ({:.0} ns/record)",
+        "{:<40} {:>6} {:>9} {:>9} {:>14} {:>10} {:>9}",
+        "component", "world", "size MiB", "compile s", "records/s", "ns/record", "vs native"
+    );
+    println!(
+        "{:<40} {:>6} {:>9} {:>9} {:>14.0} {:>10.0} {:>9.2}",
+        "native Rust closure (same SDK code)",
+        "-",
+        "-",
+        "-",
         native_rate,
-        1e9 / native_rate
+        1e9 / native_rate,
+        1.0
     );
-    println!("  wasm / native:  {:.2}", wasm_rate / native_rate);
+    let limits = GuestLimits {
+        memory_bytes_max: b.memory_bytes_max,
+        ..GuestLimits::default()
+    };
+    for wasm in &b.wasm {
+        let bytes = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+        let compile_start = Instant::now();
+        let module = runtime.compile(&bytes)?;
+        let compile = compile_start.elapsed();
+        let log: crate::wasm::LogSink = Arc::new(|_, _| {});
+        let mut guest = runtime.instantiate(&module, limits, "bench", log)?;
+        guest
+            .init(&Vec::new())
+            .map_err(|e| anyhow::anyhow!("{}: init failed: {e}", wasm.display()))?;
+        let emitted = guest.process(0, &inputs)?.emitted.len();
+        if emitted != inputs.len() {
+            bail!(
+                "{} emitted {emitted} records for {} inputs: benchmark an identity processor",
+                wasm.display(),
+                inputs.len()
+            );
+        }
+        let rate = measure(&mut || Ok(guest.process(0, &inputs)?.emitted.len()))?;
+        let name = wasm
+            .file_name()
+            .map_or_else(|| wasm.display().to_string(), |n| n.to_string_lossy().into_owned());
+        println!(
+            "{:<40} {:>6} {:>9.1} {:>9.2} {:>14.0} {:>10.0} {:>9.2}",
+            name,
+            format!("{:?}", module.kind).to_lowercase(),
+            bytes.len() as f64 / (1024.0 * 1024.0),
+            compile.as_secs_f64(),
+            rate,
+            1e9 / rate,
+            rate / native_rate
+        );
+    }
     Ok(())
 }
 
 #[derive(Debug, clap::Args)]
 pub struct GuestBench {
-    /// The component to call (an identity processor measures the call itself).
-    #[arg(long)]
-    wasm: std::path::PathBuf,
+    /// A component to call (repeatable; identity processors measure the call itself).
+    #[arg(long, required = true)]
+    wasm: Vec<std::path::PathBuf>,
     #[arg(long, default_value_t = 1000)]
     batch: usize,
     #[arg(long, default_value_t = 100)]
@@ -110,6 +135,9 @@ pub struct GuestBench {
     rounds: usize,
     #[arg(long, default_value_t = 1000)]
     round_ms: u64,
+    /// Memory cap of each instance, bytes.
+    #[arg(long, default_value_t = crate::wasm::GuestLimits::default().memory_bytes_max)]
+    memory_bytes_max: usize,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,0 +1,375 @@
+// weir: write Weir stream processors in AssemblyScript.
+//
+// A processor module exports `process(record, out)` and, optionally, `init(config)`:
+//
+//     import { Config, Output, Record } from "weir";
+//
+//     export function process(record: Record, out: Output): string | null {
+//       out.forward(record);   // pass the record through unchanged
+//       return null;           // null: done; a message: this record failed
+//     }
+//
+// `weir processor build` compiles it with this library into a component of the world
+// `packed-processor` (wit/processor.wit). AssemblyScript emits a core module and no tool
+// generates its canonical-ABI glue, so this file holds it too: `cabi_realloc`, the exports
+// and their post-return functions, over the packed batch layout (docs/processors.md).
+// Records are read in place from the batch; nothing is allocated per record unless the
+// processor asks for a copy (`value()`, `valueString()`).
+
+// ---- The host ----
+
+@external("weir:processor/host@0.1.0", "log")
+declare function hostLog(level: i32, ptr: usize, len: usize): void;
+
+/** Log levels of `log`. */
+export enum Level {
+  Trace = 0,
+  Debug = 1,
+  Info = 2,
+  Warn = 3,
+  Error = 4,
+}
+
+/** Writes a line to the processor's log (`weir processor logs NAME`). */
+export function log(level: Level, message: string): void {
+  const bytes = String.UTF8.encode(message);
+  hostLog(level, changetype<usize>(bytes), bytes.byteLength);
+}
+
+/** The `output` value meaning "the processor's first output topic". */
+export const DEFAULT_OUTPUT: u32 = 0xffffffff;
+
+// ---- Config ----
+
+/** The processor's parameters, as given at deploy time (`--config name=value`). */
+export class Config {
+  names: string[] = [];
+  values: string[] = [];
+
+  /** The value of parameter `name`, or null. */
+  get(name: string): string | null {
+    for (let i = 0; i < this.names.length; i++) {
+      if (this.names[i] == name) return this.values[i];
+    }
+    return null;
+  }
+}
+
+// ---- Records ----
+
+/** One input record, read in place from the batch: valid while `process` runs. */
+export class Record {
+  topic: string = "";
+  partition: u32 = 0;
+  offset: u64 = 0;
+  /** Milliseconds since the Unix epoch. */
+  timestamp: i64 = 0;
+  /** Where the record's key is in memory (0 when it has none) and its length. */
+  keyPtr: usize = 0;
+  keyLen: i32 = -1;
+  /** Where the value is in memory, and its length. */
+  valuePtr: usize = 0;
+  valueLen: u32 = 0;
+  headerCount: u32 = 0;
+  headersPtr: usize = 0;
+  // The record's packed bytes from KEY_LEN to its end, which `forward` copies as they are.
+  tailPtr: usize = 0;
+  tailLen: usize = 0;
+
+  /** Whether the record has a key. */
+  hasKey(): bool {
+    return this.keyLen >= 0;
+  }
+
+  /** A copy of the key, or null. */
+  key(): Uint8Array | null {
+    return this.keyLen < 0 ? null : copyOut(this.keyPtr, <usize>this.keyLen);
+  }
+
+  /** The key as UTF-8 text, or null. */
+  keyString(): string | null {
+    return this.keyLen < 0 ? null : String.UTF8.decodeUnsafe(this.keyPtr, <usize>this.keyLen);
+  }
+
+  /** A copy of the value. */
+  value(): Uint8Array {
+    return copyOut(this.valuePtr, this.valueLen);
+  }
+
+  /** The value as UTF-8 text. */
+  valueString(): string {
+    return String.UTF8.decodeUnsafe(this.valuePtr, this.valueLen);
+  }
+
+  /** All headers, name to UTF-8 text (a copy). */
+  headers(): Map<string, string> {
+    const out = new Map<string, string>();
+    let at = this.headersPtr;
+    for (let i: u32 = 0; i < this.headerCount; i++) {
+      const n = load<u32>(at);
+      const name = String.UTF8.decodeUnsafe(at + 4, n);
+      at += 4 + n;
+      const m = load<u32>(at);
+      out.set(name, String.UTF8.decodeUnsafe(at + 4, m));
+      at += 4 + m;
+    }
+    return out;
+  }
+
+  /** The value of the first header named `name` as UTF-8 text, or null. */
+  header(name: string): string | null {
+    let at = this.headersPtr;
+    for (let i: u32 = 0; i < this.headerCount; i++) {
+      const n = load<u32>(at);
+      const key = String.UTF8.decodeUnsafe(at + 4, n);
+      at += 4 + n;
+      const m = load<u32>(at);
+      if (key == name) return String.UTF8.decodeUnsafe(at + 4, m);
+      at += 4 + m;
+    }
+    return null;
+  }
+}
+
+function copyOut(ptr: usize, len: usize): Uint8Array {
+  const out = new Uint8Array(<i32>len);
+  memory.copy(out.dataStart, ptr, len);
+  return out;
+}
+
+// ---- Output ----
+
+/** What one batch emits. */
+export class Output {
+  ptr: usize = 0;
+  len: usize = 0;
+  cap: usize = 0;
+  count: u32 = 0;
+  input: u32 = 0;
+
+  reserve(more: usize): void {
+    if (this.len + more <= this.cap) return;
+    let cap = this.cap ? this.cap * 2 : 256;
+    while (cap < this.len + more) cap *= 2;
+    this.ptr = this.ptr ? heap.realloc(this.ptr, cap) : heap.alloc(cap);
+    this.cap = cap;
+  }
+
+  private u32(v: u32): void {
+    store<u32>(this.ptr + this.len, v);
+    this.len += 4;
+  }
+
+  private bytes(ptr: usize, len: usize): void {
+    memory.copy(this.ptr + this.len, ptr, len);
+    this.len += len;
+  }
+
+  /** Emits `record` unchanged (key, value, headers) to output `to` (default: the first). */
+  forward(record: Record, to: u32 = DEFAULT_OUTPUT): void {
+    this.reserve(8 + record.tailLen);
+    this.u32(this.input);
+    this.u32(to);
+    this.bytes(record.tailPtr, record.tailLen);
+    this.count++;
+  }
+
+  /** Emits a record with `value`, and optionally a key, headers and an output index. */
+  emit(
+    value: Uint8Array,
+    key: Uint8Array | null = null,
+    headers: Map<string, string> | null = null,
+    to: u32 = DEFAULT_OUTPUT,
+  ): void {
+    this.raw(value.dataStart, value.byteLength, key ? key.dataStart : 0, key ? key.byteLength : -1, headers, to);
+  }
+
+  /** Like `emit`, with text (stored as UTF-8). */
+  emitString(value: string, key: string | null = null, headers: Map<string, string> | null = null, to: u32 = DEFAULT_OUTPUT): void {
+    const v = String.UTF8.encode(value);
+    if (key === null) {
+      this.raw(changetype<usize>(v), v.byteLength, 0, -1, headers, to);
+    } else {
+      const k = String.UTF8.encode(key);
+      this.raw(changetype<usize>(v), v.byteLength, changetype<usize>(k), k.byteLength, headers, to);
+    }
+  }
+
+  private raw(valuePtr: usize, valueLen: i32, keyPtr: usize, keyLen: i32, headers: Map<string, string> | null, to: u32): void {
+    this.reserve(20 + <usize>valueLen + <usize>max(keyLen, 0));
+    this.u32(this.input);
+    this.u32(to);
+    this.u32(<u32>keyLen);
+    this.u32(<u32>valueLen);
+    const names = headers ? headers.keys() : new Array<string>(0);
+    this.u32(names.length);
+    if (keyLen > 0) this.bytes(keyPtr, <usize>keyLen);
+    this.bytes(valuePtr, <usize>valueLen);
+    for (let i = 0; i < names.length; i++) {
+      const n = String.UTF8.encode(names[i]);
+      const v = String.UTF8.encode(headers!.get(names[i]));
+      this.reserve(8 + <usize>n.byteLength + <usize>v.byteLength);
+      this.u32(n.byteLength);
+      this.bytes(changetype<usize>(n), n.byteLength);
+      this.u32(v.byteLength);
+      this.bytes(changetype<usize>(v), v.byteLength);
+    }
+    this.count++;
+  }
+}
+
+// ---- The canonical ABI glue ----
+
+// Return areas of the two exports: a result's discriminant (u8) at 0, then its payload
+// (ok: list pointer and length; err: message pointer and length, option<u32> record).
+const INIT_RET: usize = memory.data(16, 8);
+const PROCESS_RET: usize = memory.data(24, 8);
+
+/** `cabi_realloc`: the host allocates the arguments it passes in through this. */
+export function cabi_realloc(old: usize, oldSize: usize, align: usize, newSize: usize): usize {
+  return old ? heap.realloc(old, newSize) : heap.alloc(newSize);
+}
+
+function putString(at: usize, message: string): void {
+  const bytes = String.UTF8.encode(message);
+  const ptr = heap.alloc(bytes.byteLength);
+  memory.copy(ptr, changetype<usize>(bytes), bytes.byteLength);
+  store<usize>(at, ptr);
+  store<usize>(at + 4, bytes.byteLength);
+}
+
+/** Reads the config the host passed (`list<tuple<string, string>>`) and frees it. */
+export function readConfig(ptr: usize, len: usize): Config {
+  const config = new Config();
+  for (let i: usize = 0; i < len; i++) {
+    const at = ptr + i * 16;
+    config.names.push(String.UTF8.decodeUnsafe(load<usize>(at), load<usize>(at + 4)));
+    config.values.push(String.UTF8.decodeUnsafe(load<usize>(at + 8), load<usize>(at + 12)));
+    heap.free(load<usize>(at));
+    heap.free(load<usize>(at + 8));
+  }
+  if (ptr) heap.free(ptr);
+  return config;
+}
+
+/** The return area of `init` for `error` (null: accepted). */
+export function initResult(error: string | null): usize {
+  if (error === null) {
+    store<u8>(INIT_RET, 0);
+  } else {
+    store<u8>(INIT_RET, 1);
+    putString(INIT_RET + 4, error);
+  }
+  return INIT_RET;
+}
+
+export function weir_post_init(ret: usize): void {
+  if (load<u8>(ret)) heap.free(load<usize>(ret + 4));
+}
+
+export function weir_post_process_packed(ret: usize): void {
+  heap.free(load<usize>(ret + 4));
+}
+
+const record = new Record();
+const failures = new Output();
+
+/** Decodes the packed batch at `ptr`, calls `process` per record, returns the result area. */
+export function processBatch(ptr: usize, len: usize, process: (r: Record, o: Output) => string | null): usize {
+  const end = ptr + len;
+  if (len < 16 || load<u32>(ptr) != 1) {
+    heap.free(ptr);
+    return batchError("malformed packed batch header (this SDK reads version 1)");
+  }
+  const topicLen = load<u32>(ptr + 4);
+  let at = ptr + 8 + topicLen;
+  if (at + 8 > end) {
+    heap.free(ptr);
+    return batchError("malformed packed batch header");
+  }
+  record.topic = String.UTF8.decodeUnsafe(ptr + 8, topicLen);
+  record.partition = load<u32>(at);
+  const count = load<u32>(at + 4);
+  at += 8;
+  const out = new Output();
+  out.reserve(len + <usize>count * 8 + 16);
+  store<u32>(out.ptr, 0);
+  out.len = 4;
+  failures.len = 0;
+  failures.count = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    if (at + 28 > end) return badRecord(ptr, out, i);
+    const start = at;
+    record.offset = load<u64>(at);
+    record.timestamp = load<i64>(at + 8);
+    record.keyLen = load<i32>(at + 16);
+    record.valueLen = load<u32>(at + 20);
+    record.headerCount = load<u32>(at + 24);
+    at += 28;
+    if (record.keyLen >= 0) {
+      record.keyPtr = at;
+      at += <usize>record.keyLen;
+    } else {
+      record.keyPtr = 0;
+    }
+    record.valuePtr = at;
+    at += record.valueLen;
+    record.headersPtr = at;
+    for (let h: u32 = 0; h < record.headerCount && at + 4 <= end; h++) {
+      at += 4 + <usize>load<u32>(at);
+      if (at + 4 > end) break;
+      at += 4 + <usize>load<u32>(at);
+    }
+    if (at > end || record.keyLen < -1) return badRecord(ptr, out, i);
+    record.tailPtr = start + 16;
+    record.tailLen = at - record.tailPtr;
+    const markLen = out.len;
+    const markCount = out.count;
+    out.input = i;
+    const message = process(record, out);
+    if (message !== null) {
+      out.len = markLen;
+      out.count = markCount;
+      const bytes = String.UTF8.encode(message);
+      failures.reserve(8 + <usize>bytes.byteLength);
+      store<u32>(failures.ptr + failures.len, i);
+      store<u32>(failures.ptr + failures.len + 4, bytes.byteLength);
+      memory.copy(failures.ptr + failures.len + 8, changetype<usize>(bytes), bytes.byteLength);
+      failures.len += 8 + <usize>bytes.byteLength;
+      failures.count++;
+    }
+  }
+  heap.free(ptr);
+  store<u32>(out.ptr, out.count);
+  out.reserve(4 + failures.len);
+  store<u32>(out.ptr + out.len, failures.count);
+  memory.copy(out.ptr + out.len + 4, failures.ptr, failures.len);
+  out.len += 4 + failures.len;
+  store<u8>(PROCESS_RET, 0);
+  store<usize>(PROCESS_RET + 4, out.ptr);
+  store<usize>(PROCESS_RET + 8, out.len);
+  return PROCESS_RET;
+}
+
+function badRecord(batch: usize, out: Output, index: u32): usize {
+  heap.free(batch);
+  heap.free(out.ptr);
+  const ret = batchError("malformed packed record");
+  store<u8>(PROCESS_RET + 12, 1);
+  store<u32>(PROCESS_RET + 16, index);
+  return ret;
+}
+
+function batchError(message: string): usize {
+  store<u8>(PROCESS_RET, 1);
+  putString(PROCESS_RET + 4, message);
+  store<u8>(PROCESS_RET + 12, 0);
+  // The post-return frees the message through the same slot as an ok list.
+  return PROCESS_RET;
+}
+
+/** `abort` (a failed assertion, an out-of-bounds access): log the reason, then trap. */
+export function abort(message: string | null, file: string | null, line: u32, column: u32): void {
+  log(Level.Error, "abort: " + (message !== null ? message : "") + " at " + (file !== null ? file : "?") + ":" + line.toString() + ":" + column.toString());
+  unreachable();
+}
