@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
+use crate::processor::function_cache::FunctionCache;
 use crate::processor::{ModuleStore, Processors};
 use crate::topic::{Topics, TopicsConfig};
 use crate::wasm::{RuntimeConfig, WasmRuntime};
@@ -33,7 +34,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         data_dir = %config.data_dir.display(),
         "storage ready"
     );
-    let runtime = WasmRuntime::new(RuntimeConfig::default())?;
+    let function_cache = FunctionCache::open(&config.data_dir.join("modules").join("functions"))?;
+    let runtime = WasmRuntime::new(RuntimeConfig {
+        function_cache: Some(Arc::new(function_cache)),
+        ..RuntimeConfig::default()
+    })?;
     let modules = ModuleStore::open(&config.data_dir, runtime)?;
     let processors = Processors::open(&config.data_dir, topics.clone(), modules).await?;
     let state = AppState {

@@ -6,6 +6,7 @@
 //! partition, one guest instance each.
 
 pub mod files;
+pub mod function_cache;
 pub mod modules;
 pub mod runner;
 pub mod spec;

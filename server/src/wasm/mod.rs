@@ -28,6 +28,9 @@ pub type LogSink = Arc<dyn Fn(Level, &str) + Send + Sync>;
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
+    /// Where compiled functions are kept across compilations (Cranelift's incremental cache),
+    /// if anywhere.
+    pub function_cache: Option<Arc<dyn wasmtime::CacheStore>>,
     /// Instances that may exist at once (each input partition of each processor is one).
     pub instances_max: u32,
     /// The largest memory cap any processor may ask for.
@@ -39,6 +42,7 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
+            function_cache: None,
             instances_max: 256,
             memory_bytes_max: 1024 * 1024 * 1024,
             epoch_tick_ms: 10,
@@ -94,6 +98,9 @@ impl WasmRuntime {
         let mut c = Config::new();
         c.epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(store) = &config.function_cache {
+            c.enable_incremental_compilation(Arc::clone(store))?;
+        }
         let engine = Engine::new(&c)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;

@@ -16,6 +16,17 @@ pub enum ModuleKind {
     PackedLatin1,
 }
 
+impl ModuleKind {
+    /// The name the API uses (`kind` of `GET /v1/modules`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Packed => "packed",
+            Self::Typed => "typed",
+            Self::PackedLatin1 => "packed_latin1",
+        }
+    }
+}
+
 /// Name prefixes of the exported interfaces, any 0.1.x version.
 const PACKED_EXPORT: &str = "weir:processor/packed-batch-processor@0.1.";
 const TYPED_EXPORT: &str = "weir:processor/batch-processor@0.1.";

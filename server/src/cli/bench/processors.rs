@@ -69,11 +69,11 @@ pub fn guest(b: GuestBench) -> anyhow::Result<()> {
         b.batch, b.record_size, b.rounds, b.round_ms
     );
     println!(
-        "{:<40} {:>6} {:>9} {:>9} {:>14} {:>10} {:>9}",
+        "{:<40} {:>13} {:>9} {:>9} {:>14} {:>10} {:>9}",
         "component", "world", "size MiB", "compile s", "records/s", "ns/record", "vs native"
     );
     println!(
-        "{:<40} {:>6} {:>9} {:>9} {:>14.0} {:>10.0} {:>9.2}",
+        "{:<40} {:>13} {:>9} {:>9} {:>14.0} {:>10.0} {:>9.2}",
         "native Rust closure (same SDK code)",
         "-",
         "-",
@@ -109,9 +109,9 @@ pub fn guest(b: GuestBench) -> anyhow::Result<()> {
             .file_name()
             .map_or_else(|| wasm.display().to_string(), |n| n.to_string_lossy().into_owned());
         println!(
-            "{:<40} {:>6} {:>9.1} {:>9.2} {:>14.0} {:>10.0} {:>9.2}",
+            "{:<40} {:>13} {:>9.1} {:>9.2} {:>14.0} {:>10.0} {:>9.2}",
             name,
-            format!("{:?}", module.kind).to_lowercase(),
+            module.kind.name(),
             bytes.len() as f64 / (1024.0 * 1024.0),
             compile.as_secs_f64(),
             rate,

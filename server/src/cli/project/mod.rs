@@ -32,10 +32,10 @@ pub struct Project {
 impl Project {
     /// Opens the project in `dir` (its `processor.toml` must be valid).
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        Ok(Self {
-            dir: dir.to_owned(),
-            manifest: Manifest::read(dir)?,
-        })
+        let manifest = Manifest::read(dir)?;
+        // Absolute: tools run inside the project and are handed paths within it.
+        let dir = std::path::absolute(dir)?;
+        Ok(Self { dir, manifest })
     }
 
     /// Builds the component and returns its path.

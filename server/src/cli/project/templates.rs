@@ -104,7 +104,8 @@ export function process(record: Record, out: Output): string | null {
 }
 "#;
 
-const GITIGNORE: &str = "# Written by `weir processor build` and the language tools.\n.weir/\ntarget/\nnode_modules/\n__pycache__/\n";
+const GITIGNORE: &str =
+    "# Written by `weir processor build` and the language tools.\n.weir/\ntarget/\nnode_modules/\n__pycache__/\n";
 
 fn rust_manifest(name: &str) -> String {
     format!(
