@@ -238,6 +238,20 @@ void weir_forward(weir_output *out, const weir_record *record) {
     weir_forward_to(out, record, WEIR_DEFAULT_OUTPUT);
 }
 
+void weir_emit_like(weir_output *out, const weir_record *like, weir_bytes value, uint32_t output) {
+    /* The headers are the last part of the record's packed bytes: copy them as they are. */
+    size_t headers_len = (size_t)(like->tail_ + like->tail_len_ - like->headers_at_);
+    buffer *b = &out->records;
+    buffer_reserve(b, 20 + like->key.len + value.len + headers_len);
+    put_head(out, output);
+    buffer_u32(b, like->has_key ? (uint32_t)like->key.len : UINT32_MAX);
+    buffer_u32(b, (uint32_t)value.len);
+    buffer_u32(b, like->header_count);
+    if (like->has_key) buffer_put(b, like->key.ptr, like->key.len);
+    buffer_put(b, value.ptr, value.len);
+    buffer_put(b, like->headers_at_, headers_len);
+}
+
 void weir_send(weir_output *out, const weir_message *m) {
     buffer *b = &out->records;
     put_head(out, m->output);

@@ -96,6 +96,9 @@ typedef struct {
 void weir_forward(weir_output *out, const weir_record *record);
 /* Emits `record` unchanged to output `output`. */
 void weir_forward_to(weir_output *out, const weir_record *record, uint32_t output);
+/* Emits `value` with the key and headers of `like`, to output `output` (WEIR_DEFAULT_OUTPUT:
+ * the first): what a map does. `value` is copied. */
+void weir_emit_like(weir_output *out, const weir_record *like, weir_bytes value, uint32_t output);
 /* Emits a record with only a value, to the first output. */
 void weir_emit(weir_output *out, weir_bytes value);
 /* Emits any record. The bytes are copied: they may live on the stack. */

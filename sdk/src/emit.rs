@@ -142,7 +142,7 @@ impl Emitter {
     /// ```
     pub fn forward(&mut self, record: &Record<'_>) {
         self.writer
-            .push(self.input, None, record.key, record.value, record.headers.iter());
+            .push_packed_headers(self.input, None, record.key, record.value, record.headers);
     }
 
     /// Records emitted so far in this batch.

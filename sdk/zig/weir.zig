@@ -55,6 +55,7 @@ pub const c = struct {
     pub extern fn weir_forward(out: *weir_output, record: *const weir_record) void;
     pub extern fn weir_forward_to(out: *weir_output, record: *const weir_record, output: u32) void;
     pub extern fn weir_emit(out: *weir_output, value: weir_bytes) void;
+    pub extern fn weir_emit_like(out: *weir_output, like: *const weir_record, value: weir_bytes, output: u32) void;
     pub extern fn weir_send(out: *weir_output, message: *const weir_message) void;
     pub extern fn weir_log_bytes(level: c_uint, line: weir_bytes) void;
 };
@@ -128,6 +129,10 @@ pub const Output = struct {
     /// Emits `record` unchanged to output `output`.
     pub fn forwardTo(self: Output, record: Record, output: u32) void {
         c.weir_forward_to(self.raw, record.raw, output);
+    }
+    /// Emits `value` with the key and headers of `like`, to the first output (what a map does).
+    pub fn emitLike(self: Output, like: Record, value: []const u8) void {
+        c.weir_emit_like(self.raw, like.raw, bytes(value), default_output);
     }
     /// Emits a record with only a value, to the first output.
     pub fn emit(self: Output, value: []const u8) void {

@@ -101,6 +101,50 @@ impl OutputWriter {
         self.count += 1;
     }
 
+    /// Pushes a record whose headers are already packed (an input record's, passed on): the
+    /// header bytes are copied as they are instead of being encoded one by one.
+    ///
+    /// ```
+    /// use weir_sdk::packed::{BatchReader, BatchWriter, OutputReader, OutputWriter};
+    /// let mut w = BatchWriter::new("t", 0, 64);
+    /// w.push(0, 0, Some(b"k"), b"v", [("h", &b"1"[..])]);
+    /// let batch = w.finish();
+    /// let r = BatchReader::new(&batch).unwrap().next().unwrap().unwrap();
+    /// let mut out = OutputWriter::default();
+    /// out.push_packed_headers(0, None, r.key, r.value, r.headers);
+    /// let bytes = out.finish();
+    /// let o = OutputReader::new(&bytes).unwrap().next().unwrap().unwrap();
+    /// assert_eq!((o.key, o.value, o.headers.get("h")), (Some(&b"k"[..]), &b"v"[..], Some(&b"1"[..])));
+    /// ```
+    pub fn push_packed_headers(
+        &mut self,
+        input: u32,
+        output: Option<u32>,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: super::Headers<'_>,
+    ) {
+        let key_len = key.map_or(0, <[u8]>::len);
+        let b = &mut self.buf;
+        b.reserve(20 + key_len + value.len() + headers.bytes.len());
+        // INPUT, OUTPUT, KEY_LEN, VALUE_LEN, HEADERS in one write.
+        let mut head = [0u8; 20];
+        head[0..4].copy_from_slice(&input.to_le_bytes());
+        head[4..8].copy_from_slice(&output.unwrap_or(DEFAULT_OUTPUT).to_le_bytes());
+        let key_field = key.map_or(-1, |k| i32::try_from(k.len()).expect("a key is below 2 GiB"));
+        head[8..12].copy_from_slice(&key_field.to_le_bytes());
+        let value_len = u32::try_from(value.len()).expect("a value is below 4 GiB");
+        head[12..16].copy_from_slice(&value_len.to_le_bytes());
+        head[16..20].copy_from_slice(&headers.count.to_le_bytes());
+        b.extend_from_slice(&head);
+        if let Some(k) = key {
+            b.extend_from_slice(k);
+        }
+        b.extend_from_slice(value);
+        b.extend_from_slice(headers.bytes);
+        self.count += 1;
+    }
+
     pub fn len(&self) -> usize {
         self.count as usize
     }

@@ -6,12 +6,14 @@
 //! ```text
 //! DATA/modules/functions/AB/ABCDEF...    CRC32C u32 LE | compiled function (Cranelift's bytes)
 //! ```
-//! Entries are written to a temporary name and renamed, and checked against their CRC when
-//! read: a damaged entry is a miss, and the function is compiled again.
+//! Entries are written by a background thread (the compile does not wait for sixteen thousand
+//! small files), to a temporary name then renamed, and checked against their CRC when read: a
+//! damaged or missing entry is a miss, and the function is compiled again.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::mpsc;
 
 use wasmtime::CacheStore;
 
@@ -22,8 +24,8 @@ pub const FUNCTION_CACHE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 #[derive(Debug)]
 pub struct FunctionCache {
     dir: PathBuf,
-    /// Names temporary files apart when compiler threads insert at once.
-    tmp_seq: AtomicU64,
+    /// Entries on their way to the writer thread, which ends when this is dropped.
+    writes: Mutex<mpsc::Sender<(PathBuf, Vec<u8>)>>,
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -47,9 +49,17 @@ impl FunctionCache {
             std::fs::remove_dir_all(dir)?;
         }
         std::fs::create_dir_all(dir)?;
+        let (tx, rx) = mpsc::channel::<(PathBuf, Vec<u8>)>();
+        std::thread::Builder::new()
+            .name("weir-function-cache".into())
+            .spawn(move || {
+                for (path, bytes) in rx {
+                    write_entry(&path, &bytes);
+                }
+            })?;
         Ok(Self {
             dir: dir.to_owned(),
-            tmp_seq: AtomicU64::new(0),
+            writes: Mutex::new(tx),
         })
     }
 
@@ -72,19 +82,23 @@ impl CacheStore for FunctionCache {
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
-        let path = self.path(key);
-        let Some(parent) = path.parent() else { return false };
-        let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = parent.join(format!(".tmp-{}-{seq}", std::process::id()));
         let mut bytes = crc32c::crc32c(&value).to_le_bytes().to_vec();
         bytes.extend_from_slice(&value);
-        let written = std::fs::create_dir_all(parent)
-            .and_then(|()| std::fs::write(&tmp, &bytes))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written.is_ok()
+        let tx = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        tx.send((self.path(key), bytes)).is_ok()
+    }
+}
+
+/// Writes one entry: a temporary file in the same directory, renamed into place. Failures only
+/// cost a later recompile.
+fn write_entry(path: &Path, bytes: &[u8]) {
+    let Some(parent) = path.parent() else { return };
+    let tmp = parent.join(format!(".tmp-{}", std::process::id()));
+    let written = std::fs::create_dir_all(parent)
+        .and_then(|()| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
@@ -98,6 +112,7 @@ mod tests {
         let cache = FunctionCache::open(dir.path()).unwrap();
         assert!(cache.get(b"key").is_none());
         assert!(cache.insert(b"key", b"compiled".to_vec()));
+        wait_for(&cache, b"key");
         assert_eq!(cache.get(b"key").as_deref(), Some(&b"compiled"[..]));
         let path = cache.path(b"key");
         let mut bytes = std::fs::read(&path).unwrap();
@@ -108,6 +123,18 @@ mod tests {
         assert!(cache.get(b"key").is_none());
         let long = vec![7u8; 100];
         assert!(cache.insert(&long, vec![1]));
+        wait_for(&cache, &long);
         assert_eq!(cache.get(&long).as_deref(), Some(&[1u8][..]));
+    }
+
+    /// Entries are written in the background: wait until one is there.
+    fn wait_for(cache: &FunctionCache, key: &[u8]) {
+        for _ in 0..1000 {
+            if cache.path(key).exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("the entry was never written");
     }
 }
