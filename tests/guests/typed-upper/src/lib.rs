@@ -34,4 +34,7 @@ impl Guest for TypedUpper {
     }
 }
 
+// Exported only in the component: a native build of the workspace cannot link export names
+// like `weir:processor/batch-processor@0.1.0#init`.
+#[cfg(target_arch = "wasm32")]
 export!(TypedUpper);
