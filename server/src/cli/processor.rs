@@ -93,6 +93,7 @@ pub struct DeployArgs {
     /// The project whose processor.toml gives defaults (and which is built without --wasm).
     #[arg(long, default_value = ".")]
     project: PathBuf,
+    /// The input topic.
     #[arg(long)]
     input: Option<String>,
     /// An output topic (repeatable; the order gives the output indexes 0, 1, ...).
@@ -104,15 +105,19 @@ pub struct DeployArgs {
     /// dead_letter (default), skip or stop.
     #[arg(long)]
     on_error: Option<String>,
+    /// Where dead_letter writes failing records (default: NAME-dlq).
     #[arg(long)]
     dead_letter_topic: Option<String>,
     /// earliest (default), latest or an offset: where to start partitions with no committed offset.
     #[arg(long)]
     start: Option<String>,
+    /// Longest one guest call may run, ms (default 1000).
     #[arg(long)]
     deadline_ms: Option<u64>,
+    /// Memory cap of each instance, bytes (default 64 MiB).
     #[arg(long)]
     memory_bytes_max: Option<usize>,
+    /// Records per guest call (default 1000).
     #[arg(long)]
     batch_records_max: Option<usize>,
 }
