@@ -122,6 +122,14 @@ impl MappedEntries {
         self.entries = entries;
     }
 
+    /// Writes the mapped entries to disk (msync), so that they survive a machine crash.
+    fn flush(&self) -> io::Result<()> {
+        match self.map.as_ref() {
+            Some(map) if self.entries > 0 => map.flush_range(0, self.entries * self.entry_bytes),
+            _ => Ok(()),
+        }
+    }
+
     /// Cuts the file to its entries and makes it durable; the index then takes no more entries.
     fn seal(&mut self) -> io::Result<()> {
         if let Some(map) = self.map.as_ref() {
@@ -222,6 +230,10 @@ impl OffsetIndex {
         self.0.seal()
     }
 
+    pub fn flush(&self) -> io::Result<()> {
+        self.0.flush()
+    }
+
     pub fn path(&self) -> &Path {
         &self.0.path
     }
@@ -288,6 +300,10 @@ impl TimeIndex {
 
     pub fn seal(&mut self) -> io::Result<()> {
         self.0.seal()
+    }
+
+    pub fn flush(&self) -> io::Result<()> {
+        self.0.flush()
     }
 }
 

@@ -3,12 +3,14 @@
 //! How it fits together: [`batch`] encodes and checks record batches (Kafka's RecordBatch v2
 //! layout); [`index`] holds the memory-mapped offset and time indexes; [`segment`] is one log file
 //! with its indexes; [`PartitionLog`] is the ordered set of segments of a partition, with append,
-//! read, roll, retention and crash recovery. Everything here is synchronous: async callers go
+//! read, roll, retention and crash recovery; [`recovery_point`] records how far the active
+//! segment is known whole, so that crash recovery verifies only what follows. Everything here is synchronous: async callers go
 //! through the topic layer's writer task or `spawn_blocking`.
 
 pub mod batch;
 pub mod index;
 mod partition_log;
+pub mod recovery_point;
 pub mod segment;
 pub mod varint;
 
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 
 pub use batch::{NewRecord, RecordView};
 pub use partition_log::{LogConfig, PartitionLog};
+pub use recovery_point::RecoveryPoint;
 pub use segment::Recovery;
 
 /// Errors of the log layer. Each names the file or offsets involved.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::LogError;
 use super::batch::{self, BatchHeader, NewRecord};
+use super::recovery_point::{RecoveryPoint, current_boot_id};
 use super::segment::{Recovery, Segment, SegmentLimits};
 
 /// Per-partition settings for the on-disk layout.
@@ -52,8 +53,9 @@ pub struct Appended {
 
 impl PartitionLog {
     /// Opens the partition in `dir` (creating it if empty). `clean` says the previous process
-    /// stopped cleanly; otherwise the active segment is verified batch by batch and cut at the
-    /// first bad one. Returns what recovery did to the active segment.
+    /// stopped cleanly; otherwise the active segment is verified batch by batch, from its
+    /// recovery point when that can be trusted, and cut at the first bad batch. Returns what
+    /// recovery did to the active segment.
     pub fn open(dir: &Path, config: LogConfig, clean: bool) -> Result<(Self, Recovery), LogError> {
         std::fs::create_dir_all(dir).map_err(|source| LogError::Io {
             path: dir.to_owned(),
@@ -85,14 +87,17 @@ impl PartitionLog {
             None => (Segment::create(dir, 0, limits)?, Recovery::default()),
             Some((&last, older)) => {
                 for &base in older {
-                    let (seg, _) = Segment::open(dir, base, limits, false, false)?;
+                    let (seg, _) = Segment::open(dir, base, limits, false, false, None)?;
                     sealed.insert(base, seg);
                 }
-                Segment::open(dir, last, limits, true, !clean)?
+                let point = RecoveryPoint::read(dir).filter(|p| p.trusted(&current_boot_id()));
+                Segment::open(dir, last, limits, true, !clean, point.as_ref())?
             }
         };
         let high_watermark = active.next_offset();
         let visible_bytes = active.size();
+        // What was just verified is at least in the page cache: a point for this boot.
+        active.recovery_point(false, current_boot_id())?.write(dir)?;
         Ok((
             Self {
                 dir: dir.to_owned(),
@@ -267,6 +272,13 @@ impl PartitionLog {
             return self.active.time_lookup(timestamp).min(self.high_watermark);
         }
         self.high_watermark
+    }
+
+    /// Where the active segment stands, as a recovery point. `durable`: the caller fsynced
+    /// the log up to here (the indexes are flushed now). Write it with
+    /// [`RecoveryPoint::write`], outside the partition lock.
+    pub fn recovery_point(&self, durable: bool) -> Result<RecoveryPoint, LogError> {
+        self.active.recovery_point(durable, current_boot_id())
     }
 
     /// The active segment's log file (for an interval fsync).

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::LogError;
 use super::batch::{self, BatchHeader, HEADER_BYTES};
 use super::index::{OffsetIndex, TimeIndex};
+use super::recovery_point::RecoveryPoint;
 
 /// File name stem of the segment starting at `base`.
 pub fn file_stem(base: u64) -> String {
@@ -36,6 +37,8 @@ pub struct Recovery {
     pub reason: Option<String>,
     /// Whether the indexes were rebuilt from the log.
     pub index_rebuilt: bool,
+    /// Where the verification started: 0, or the position of a trusted recovery point.
+    pub verified_from: u64,
 }
 
 #[derive(Debug)]
@@ -112,13 +115,15 @@ impl Segment {
 
     /// Opens an existing segment. A sealed one is trusted (it was fsynced when it rolled) but
     /// its last batches are re-read to learn its end. An active one is recovered: from its last
-    /// index entry after a clean shutdown, from the start after a crash.
+    /// index entry after a clean shutdown; after a crash from `point` when that describes this
+    /// segment and checks out, else from the start.
     pub fn open(
         dir: &Path,
         base: u64,
         limits: SegmentLimits,
         active: bool,
         full_scan: bool,
+        point: Option<&RecoveryPoint>,
     ) -> Result<(Self, Recovery), LogError> {
         let log_path = Self::path(dir, base, "log");
         let file = OpenOptions::new()
@@ -162,7 +167,12 @@ impl Segment {
                 Err(e) => return Err(e),
             }
         }
-        let reason = seg.rebuild(file_len)?;
+        let resumed = point.is_some_and(|p| seg.resume_at(p, file_len));
+        if !resumed {
+            seg.reset();
+        }
+        recovery.verified_from = seg.size;
+        let reason = seg.verify_from_here(file_len)?;
         recovery.index_rebuilt = true;
         if seg.size < file_len {
             recovery.truncated_bytes = file_len - seg.size;
@@ -225,17 +235,53 @@ impl Segment {
         Ok(())
     }
 
-    /// Re-reads the whole log, verifying every batch, and rebuilds both indexes. Stops at the
-    /// first batch that is cut short, fails its CRC or breaks the offset sequence; returns why.
-    fn rebuild(&mut self, file_len: u64) -> Result<Option<String>, LogError> {
+    /// Forgets the indexes and counters, so verification starts at the first batch.
+    fn reset(&mut self) {
         self.index.truncate(0);
         self.time_index.truncate(0);
         self.size = 0;
         self.next_offset = self.base_offset;
         self.max_timestamp = i64::MIN;
         self.last_indexed_pos = 0;
+    }
+
+    /// Takes the state a recovery point describes, if it fits this segment: same base, not past
+    /// the end of the file, no more index entries than the files hold, and the last indexed
+    /// batch where the index says. Index entries after the point are dropped (they will be
+    /// rebuilt). False leaves the segment untouched.
+    fn resume_at(&mut self, p: &RecoveryPoint, file_len: u64) -> bool {
+        let fits = p.segment_base == self.base_offset
+            && p.position <= file_len
+            && p.next_offset >= self.base_offset
+            && (p.index_entries as usize) <= self.index.len()
+            && (p.time_index_entries as usize) <= self.time_index.len();
+        if !fits {
+            return false;
+        }
+        let last_indexed = (p.index_entries as usize).checked_sub(1).map(|i| self.index.get(i));
+        if let Some((rel, pos)) = last_indexed {
+            let mut head = [0u8; HEADER_BYTES];
+            let batch_ok = u64::from(pos) < p.position
+                && self.file.read_exact_at(&mut head, u64::from(pos)).is_ok()
+                && BatchHeader::parse(&head).is_ok_and(|h| h.base_offset == self.base_offset + u64::from(rel));
+            if !batch_ok {
+                return false;
+            }
+        }
+        self.index.truncate(p.index_entries as usize);
+        self.time_index.truncate(p.time_index_entries as usize);
+        self.size = p.position;
+        self.next_offset = p.next_offset;
+        self.max_timestamp = p.max_timestamp;
+        self.last_indexed_pos = last_indexed.map_or(0, |(_, pos)| u64::from(pos));
+        true
+    }
+
+    /// Verifies every batch from `self.size` to `file_len` and indexes it. Stops at the first
+    /// batch that is cut short, fails its CRC or breaks the offset sequence; returns why.
+    fn verify_from_here(&mut self, file_len: u64) -> Result<Option<String>, LogError> {
         let mut buf = Vec::new();
-        let mut pos = 0;
+        let mut pos = self.size;
         while pos < file_len {
             let header = match self.read_batch(pos, file_len, true, &mut buf) {
                 Ok(h) if h.base_offset == self.next_offset => h,
@@ -251,6 +297,31 @@ impl Segment {
             pos += header.total_bytes as u64;
         }
         Ok(None)
+    }
+
+    /// The recovery point of this (active) segment as it stands. With `durable`, the indexes
+    /// are flushed first: the caller has fsynced the log up to here.
+    pub fn recovery_point(&self, durable: bool, boot_id: [u8; 16]) -> Result<RecoveryPoint, LogError> {
+        if durable {
+            self.index.flush().map_err(|source| LogError::Io {
+                path: self.index.path().to_owned(),
+                source,
+            })?;
+            self.time_index.flush().map_err(|source| LogError::Io {
+                path: Self::path(&self.dir, self.base_offset, "timeindex"),
+                source,
+            })?;
+        }
+        Ok(RecoveryPoint {
+            boot_id,
+            durable,
+            segment_base: self.base_offset,
+            position: self.size,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            index_entries: self.index.len() as u32,
+            time_index_entries: self.time_index.len() as u32,
+        })
     }
 
     /// Reads and checks the batch at `pos`; the error says what is wrong with it.

@@ -218,6 +218,7 @@ impl Topics {
                     partition = id,
                     cut_bytes = recovery.truncated_bytes,
                     reason = recovery.reason.as_deref().unwrap_or(""),
+                    verified_from = recovery.verified_from,
                     high_watermark = log.high_watermark(),
                     "recovery cut a torn or corrupt tail"
                 );
@@ -225,6 +226,7 @@ impl Topics {
                 tracing::info!(
                     topic = name,
                     partition = id,
+                    verified_from = recovery.verified_from,
                     high_watermark = log.high_watermark(),
                     "verified log tail after unclean stop"
                 );

@@ -1,5 +1,6 @@
 use super::*;
 use crate::log::batch::records;
+use crate::log::recovery_point::RecoveryPoint;
 
 fn config(segment_bytes: u64) -> LogConfig {
     LogConfig {
@@ -246,4 +247,105 @@ fn offset_for_timestamp_finds_a_lower_bound() {
         assert!(at <= target, "lower bound {at} for record {target}");
     }
     assert_eq!(log.offset_for_timestamp(i64::MAX), 200);
+}
+
+/// Fills a partition, records its recovery point, appends more and tears the last batch:
+/// the state a crash leaves. Returns (point, offsets that must survive, log path, torn bytes).
+fn crash_after_a_recovery_point(dir: &Path, durable: bool) -> (RecoveryPoint, u64, u64) {
+    let (mut log, _) = PartitionLog::open(dir, config(1 << 20), true).unwrap();
+    fill(&mut log, 0, 300, 3);
+    let point = log.recovery_point(durable).unwrap();
+    point.write(dir).unwrap();
+    fill(&mut log, 300, 60, 4);
+    let good = log.active.size();
+    let torn: Vec<_> = (360..365).map(rec).collect();
+    log.append(&[&torn], 0).unwrap();
+    let full = log.active.size();
+    drop(log);
+    let path = dir.join(format!("{:020}.log", 0));
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..(good + (full - good) / 2) as usize]).unwrap();
+    (point, 360, (full - good) / 2)
+}
+
+#[test]
+fn recovery_starts_at_the_recovery_point_and_still_cuts_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (point, survive, torn) = crash_after_a_recovery_point(dir.path(), false);
+    assert!(point.position > 0 && point.index_entries > 0);
+    let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    assert_eq!(recovery.verified_from, point.position, "the scan starts at the point");
+    assert_eq!(recovery.truncated_bytes, torn);
+    assert_eq!(log.high_watermark(), survive);
+    let got = read_all(&log, 0);
+    assert_eq!(got.len() as u64, survive);
+    assert_eq!(got[299].1, rec(299).value);
+    for start in [0, 150, 298, 299, 300, 301, 359] {
+        assert_eq!(read_all(&log, start)[0].0, start, "read from {start}");
+    }
+    // The indexes rebuilt past the point serve lookups like the ones before it.
+    let now = log.recovery_point(false).unwrap();
+    assert!(now.index_entries > point.index_entries, "{now:?}");
+    // Reopened, the log appends where it stopped.
+    drop(log);
+    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    fill(&mut log, survive, 5, 5);
+    assert_eq!(read_all(&log, 0).len() as u64, survive + 5);
+}
+
+#[test]
+fn a_recovery_point_that_does_not_fit_the_segment_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (point, survive, _) = crash_after_a_recovery_point(dir.path(), false);
+    let bad = [
+        RecoveryPoint {
+            position: 1 << 40,
+            ..point
+        },
+        RecoveryPoint {
+            segment_base: 7,
+            ..point
+        },
+        RecoveryPoint {
+            index_entries: 10_000,
+            ..point
+        },
+        // The last index entry it names would not point at a batch boundary.
+        RecoveryPoint { position: 100, ..point },
+    ];
+    for p in bad {
+        p.write(dir.path()).unwrap();
+        let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+        assert_eq!(recovery.verified_from, 0, "{p:?} must not be used");
+        assert_eq!(log.high_watermark(), survive);
+        assert_eq!(read_all(&log, 0).len() as u64, survive);
+    }
+}
+
+#[test]
+fn a_page_cache_recovery_point_from_another_boot_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (point, survive, _) = crash_after_a_recovery_point(dir.path(), false);
+    let other_boot = RecoveryPoint {
+        boot_id: [1; 16],
+        ..point
+    };
+    other_boot.write(dir.path()).unwrap();
+    let (_, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    assert_eq!(recovery.verified_from, 0, "after a reboot only fsynced points count");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (point, _, _) = crash_after_a_recovery_point(dir.path(), true);
+    RecoveryPoint {
+        boot_id: [1; 16],
+        ..point
+    }
+    .write(dir.path())
+    .unwrap();
+    let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    assert_eq!(
+        recovery.verified_from, point.position,
+        "a durable point survives a reboot"
+    );
+    assert_eq!(log.high_watermark(), survive);
 }
