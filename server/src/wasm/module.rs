@@ -38,7 +38,7 @@ pub enum ModuleError {
     #[error("the upload is not WebAssembly (it does not start with \\0asm)")]
     NotWasm,
     #[error(
-        "this is a core WebAssembly module, not a component. Build for wasm32-wasip2 (Rust: cargo build --target wasm32-wasip2), or wrap a core module with `wasm-tools component new` against the WIT in wit/"
+        "this is a core WebAssembly module, not a component. Build it with `weir processor build` (Rust, Python, JavaScript, C, Zig, AssemblyScript), or for wasm32-wasip2 (cargo build --target wasm32-wasip2), or wrap it with `wasm-tools component new` against the WIT in wit/"
     )]
     CoreModule,
     #[error("the component does not compile: {0}")]
