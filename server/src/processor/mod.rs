@@ -65,10 +65,8 @@ struct Deployed {
     stop: CancellationToken,
     paused: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    /// Committed input offset per partition.
-    committed: Vec<Arc<AtomicU64>>,
-    /// Linear memory of each partition's instance, bytes (0 while none runs).
-    memory: Vec<Arc<AtomicU64>>,
+    /// Committed offset and instance memory, per input partition.
+    gauges: Vec<Arc<runner::PartitionGauges>>,
     input: Option<Arc<crate::topic::Topic>>,
 }
 
@@ -165,23 +163,19 @@ impl Processors {
             stop: stop.clone(),
             paused,
             tasks: Vec::new(),
-            committed: Vec::new(),
-            memory: Vec::new(),
+            gauges: Vec::new(),
             input: None,
         };
         match self.prepare(name, &stored.spec, status, stop, paused_rx).await {
             Ok(ctx) => {
                 d.input = Some(Arc::clone(&ctx.input));
                 for p in &ctx.input.partitions {
-                    let committed = Arc::new(AtomicU64::new(0));
-                    let memory = Arc::new(AtomicU64::new(0));
-                    d.committed.push(Arc::clone(&committed));
-                    d.memory.push(Arc::clone(&memory));
+                    let gauges = Arc::new(runner::PartitionGauges::default());
+                    d.gauges.push(Arc::clone(&gauges));
                     d.tasks.push(tokio::spawn(runner::run_partition(
                         Arc::clone(&ctx),
                         Arc::clone(p),
-                        committed,
-                        memory,
+                        gauges,
                     )));
                 }
                 tracing::info!(processor = name, partitions = d.tasks.len(), "processor started");
@@ -321,15 +315,15 @@ impl Processors {
             Some(input) => input
                 .partitions
                 .iter()
-                .zip(d.committed.iter().zip(&d.memory))
-                .map(|(p, (c, m))| {
-                    let (hw, committed) = (p.high_watermark(), c.load(Ordering::Relaxed));
+                .zip(&d.gauges)
+                .map(|(p, g)| {
+                    let (hw, committed) = (p.high_watermark(), g.committed.load(Ordering::Relaxed));
                     PartitionLag {
                         partition: p.id,
                         committed_offset: committed,
                         high_watermark: hw,
                         lag: hw.saturating_sub(committed),
-                        memory_bytes: m.load(Ordering::Relaxed),
+                        memory_bytes: g.memory_bytes.load(Ordering::Relaxed),
                     }
                 })
                 .collect(),

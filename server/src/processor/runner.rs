@@ -43,6 +43,15 @@ pub struct Ctx {
     pub paused: watch::Receiver<bool>,
 }
 
+/// What one partition's runner reports while it runs.
+#[derive(Debug, Default)]
+pub struct PartitionGauges {
+    /// Committed input offset.
+    pub committed: AtomicU64,
+    /// Linear memory of the partition's instance, bytes (0 while none runs).
+    pub memory_bytes: AtomicU64,
+}
+
 /// A record the processor failed on, kept whole for the dead-letter topic.
 struct Failed {
     index: usize,
@@ -341,12 +350,7 @@ pub async fn append(topic: &Arc<Topic>, records: Vec<NewRecord>) -> Result<(), T
 }
 
 /// The loop of one input partition. Ends when the processor stops, fails, or its input goes.
-pub async fn run_partition(
-    ctx: Arc<Ctx>,
-    partition: Arc<Partition>,
-    committed: Arc<AtomicU64>,
-    memory: Arc<AtomicU64>,
-) {
+pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc<PartitionGauges>) {
     let id = partition.id;
     let path = ctx.offsets_dir.join(format!("{id}.offset"));
     let opened = tokio::task::spawn_blocking(move || OffsetFile::open(&path)).await;
@@ -366,7 +370,7 @@ pub async fn run_partition(
             }
         }
     };
-    committed.store(next, Ordering::Relaxed);
+    gauges.committed.store(next, Ordering::Relaxed);
     let mut guest: Option<Guest> = None;
     let mut trap_streak = 0u32;
     let mut hw_changes = partition.watch();
@@ -419,7 +423,8 @@ pub async fn run_partition(
             (g, r)
         });
         let Ok((g, processed)) = work.await else { break };
-        memory.store(g.as_ref().map_or(0, |g| g.memory_bytes() as u64), Ordering::Relaxed);
+        let memory = g.as_ref().map_or(0, |g| g.memory_bytes() as u64);
+        gauges.memory_bytes.store(memory, Ordering::Relaxed);
         guest = g;
         let processed = match processed {
             Ok(p) => p,
@@ -450,7 +455,7 @@ pub async fn run_partition(
             }
         }
         next = commit;
-        committed.store(next, Ordering::Relaxed);
+        gauges.committed.store(next, Ordering::Relaxed);
         if stop {
             ctx.stop.cancel();
             break;

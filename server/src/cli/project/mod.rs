@@ -22,6 +22,20 @@ use std::path::{Path, PathBuf};
 pub use manifest::{Language, Manifest};
 pub use templates::new;
 
+/// `project/FILE`, which a language's build starts from; an error names it when it is missing.
+fn source(project: &Path, file: &str) -> anyhow::Result<PathBuf> {
+    let path = project.join(file);
+    anyhow::ensure!(path.is_file(), "{} is missing", path.display());
+    Ok(path)
+}
+
+/// Where a build puts the component: `project/target/NAME.wasm` (the directory is created).
+fn artifact(project: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let dir = project.join("target");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join(format!("{name}.wasm")))
+}
+
 /// A processor project on disk.
 #[derive(Debug, Clone)]
 pub struct Project {

@@ -51,20 +51,22 @@ fn c_sources(project: &Path) -> anyhow::Result<Vec<PathBuf>> {
 fn finish(project: &Path, name: &str, core: &Path) -> anyhow::Result<PathBuf> {
     let bytes = std::fs::read(core).with_context(|| format!("cannot read {}", core.display()))?;
     let component = componentize(&bytes, PACKED_WORLD)?;
-    let out = project.join("target").join(format!("{name}.wasm"));
+    let out = super::artifact(project, name)?;
     tools::write_if_changed(&out, &component)?;
     Ok(out)
 }
 
-fn core_path(project: &Path) -> PathBuf {
-    project.join(sdk::GENERATED_DIR).join("build").join("core.wasm")
+/// Where the compiler writes the core module (the directory is created).
+fn core_path(project: &Path) -> anyhow::Result<PathBuf> {
+    let dir = project.join(sdk::GENERATED_DIR).join("build");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join("core.wasm"))
 }
 
 /// C: `zig cc` compiles the project's sources with the SDK and the bindings.
 pub fn build_c(project: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let gen_dir = sdk::write_c(project)?;
-    let core = core_path(project);
-    std::fs::create_dir_all(core.parent().unwrap_or(project))?;
+    let core = core_path(project)?;
     let mut cmd = zig_command(project)?;
     cmd.args(["cc", "-target", "wasm32-wasi", "-O2", "-mexec-model=reactor", "-s"])
         .arg(format!("-Wl,-z,stack-size={STACK_BYTES}"))
@@ -83,10 +85,8 @@ pub fn build_c(project: &Path, name: &str) -> anyhow::Result<PathBuf> {
 pub fn build_zig(project: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let c_dir = sdk::write_c(project)?;
     let zig_dir = sdk::write_zig(project)?;
-    let root = project.join("processor.zig");
-    anyhow::ensure!(root.is_file(), "{} is missing", root.display());
-    let core = core_path(project);
-    std::fs::create_dir_all(core.parent().unwrap_or(project))?;
+    let root = super::source(project, "processor.zig")?;
+    let core = core_path(project)?;
     let mut cmd = zig_command(project)?;
     cmd.args([
         "build-exe",
@@ -114,13 +114,8 @@ pub fn build_zig(project: &Path, name: &str) -> anyhow::Result<PathBuf> {
 /// `processor.ts` and the SDK package `weir`.
 pub fn build_assemblyscript(project: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let dir = sdk::write_assemblyscript(project)?;
-    anyhow::ensure!(
-        project.join("processor.ts").is_file(),
-        "{} is missing",
-        project.join("processor.ts").display()
-    );
-    let core = core_path(project);
-    std::fs::create_dir_all(core.parent().unwrap_or(project))?;
+    super::source(project, "processor.ts")?;
+    let core = core_path(project)?;
     let rel = |p: &Path| p.strip_prefix(project).unwrap_or(p).to_path_buf();
     let mut cmd = tools::npm_tool(project, "asc", "assemblyscript")?.command();
     cmd.arg(rel(&dir.join("main.ts")))

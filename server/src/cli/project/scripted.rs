@@ -7,23 +7,13 @@ use super::component::{LATIN1_WORLD, PACKED_WORLD};
 use super::sdk;
 use super::tools::{self, run};
 
-fn out_path(project: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let dir = project.join("target");
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir.join(format!("{name}.wasm")))
-}
-
 /// Python: componentize-py over the generated entry module, with the project (for
 /// `processor.py` and its modules) and the SDK on the module path.
 pub fn build_python(project: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    anyhow::ensure!(
-        project.join("processor.py").is_file(),
-        "{} is missing",
-        project.join("processor.py").display()
-    );
+    super::source(project, "processor.py")?;
     let wit = sdk::write_wit(project)?;
     let python = sdk::write_python(project)?;
-    let out = out_path(project, name)?;
+    let out = super::artifact(project, name)?;
     let mut cmd = tools::pip_tool("componentize-py")?.command();
     cmd.arg("-d")
         .arg(&wit)
@@ -44,14 +34,10 @@ pub fn build_python(project: &Path, name: &str) -> anyhow::Result<PathBuf> {
 /// (componentize-js 0.22) grew their memory on every call until they hit the cap, ran half as
 /// fast and came out seven times larger (12 MB against 1.6 MB).
 pub fn build_js(project: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    anyhow::ensure!(
-        project.join("processor.js").is_file(),
-        "{} is missing",
-        project.join("processor.js").display()
-    );
+    super::source(project, "processor.js")?;
     let wit = sdk::write_wit(project)?;
     let js = sdk::write_js(project)?;
-    let out = out_path(project, name)?;
+    let out = super::artifact(project, name)?;
     let mut cmd = tools::npm_tool(project, "componentize-qjs", "componentize-qjs")?.command();
     cmd.arg("--wit")
         .arg(&wit)

@@ -1,7 +1,7 @@
 //! The SDKs, compiled into the binary and written into a project's `.weir/` at every build, so
 //! a project holds only its own code and always builds against the contract this `weir` speaks.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::tools::write_if_changed;
 
@@ -157,77 +157,67 @@ export default class WeirExports {
 }
 "#;
 
-fn write(dir: &Path, files: &[(&str, &[u8])]) -> anyhow::Result<()> {
+/// Writes `files` into `.weir/SUB/` of `project` and returns that directory.
+fn write(project: &Path, sub: &str, files: &[(&str, &[u8])]) -> anyhow::Result<PathBuf> {
+    let dir = project.join(GENERATED_DIR).join(sub);
     for (name, contents) in files {
         write_if_changed(&dir.join(name), contents)?;
     }
-    Ok(())
+    Ok(dir)
 }
 
 /// `.weir/wit/processor.wit`.
-pub fn write_wit(project: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let dir = project.join(GENERATED_DIR).join("wit");
-    write(&dir, &[("processor.wit", super::component::WIT.as_bytes())])?;
-    Ok(dir)
+pub fn write_wit(project: &Path) -> anyhow::Result<PathBuf> {
+    write(project, "wit", &[("processor.wit", super::component::WIT.as_bytes())])
 }
 
 /// `.weir/c/`: weir.h, weir.c and the generated bindings of the world `packed-processor`.
-pub fn write_c(project: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let dir = project.join(GENERATED_DIR).join("c");
-    write(
-        &dir,
-        &[("weir.h", C_HEADER.as_bytes()), ("weir.c", C_SOURCE.as_bytes())],
-    )?;
-    for (name, bytes) in super::component::c_bindings(super::component::PACKED_WORLD)? {
-        write_if_changed(&dir.join(name), &bytes)?;
-    }
-    Ok(dir)
+pub fn write_c(project: &Path) -> anyhow::Result<PathBuf> {
+    let bindings = super::component::c_bindings(super::component::PACKED_WORLD)?;
+    let mut files: Vec<(&str, &[u8])> = vec![("weir.h", C_HEADER.as_bytes()), ("weir.c", C_SOURCE.as_bytes())];
+    files.extend(bindings.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
+    write(project, "c", &files)
 }
 
 /// `.weir/zig/weir.zig`.
-pub fn write_zig(project: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let dir = project.join(GENERATED_DIR).join("zig");
-    write(&dir, &[("weir.zig", ZIG.as_bytes())])?;
-    Ok(dir)
+pub fn write_zig(project: &Path) -> anyhow::Result<PathBuf> {
+    write(project, "zig", &[("weir.zig", ZIG.as_bytes())])
 }
 
 /// `.weir/python/`: the SDK module and the entry module componentize-py starts from.
-pub fn write_python(project: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let dir = project.join(GENERATED_DIR).join("python");
+pub fn write_python(project: &Path) -> anyhow::Result<PathBuf> {
     write(
-        &dir,
+        project,
+        "python",
         &[("weir.py", PYTHON.as_bytes()), ("weir_main.py", PYTHON_MAIN.as_bytes())],
-    )?;
-    Ok(dir)
+    )
 }
 
 /// `.weir/js/`: the SDK module and the entry module.
-pub fn write_js(project: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let dir = project.join(GENERATED_DIR).join("js");
-    write(&dir, &[("weir.js", JS.as_bytes()), ("main.js", JS_MAIN.as_bytes())])?;
-    Ok(dir)
+pub fn write_js(project: &Path) -> anyhow::Result<PathBuf> {
+    write(
+        project,
+        "js",
+        &[("weir.js", JS.as_bytes()), ("main.js", JS_MAIN.as_bytes())],
+    )
 }
 
 /// `.weir/assemblyscript/`: the SDK as package `weir`, the entry module and the transform.
-pub fn write_assemblyscript(project: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let dir = project.join(GENERATED_DIR).join("assemblyscript");
+pub fn write_assemblyscript(project: &Path) -> anyhow::Result<PathBuf> {
     write(
-        &dir,
+        project,
+        "assemblyscript",
         &[
             ("weir/index.ts", ASSEMBLYSCRIPT.as_bytes()),
             ("main.ts", ASSEMBLYSCRIPT_MAIN.as_bytes()),
             ("transform.mjs", ASSEMBLYSCRIPT_TRANSFORM.as_bytes()),
         ],
-    )?;
-    Ok(dir)
+    )
 }
 
 /// `.weir/weir-sdk/`: the Rust SDK crate, which a Rust project's Cargo.toml depends on by path.
 pub fn write_rust(project: &Path) -> anyhow::Result<()> {
-    let dir = project.join(GENERATED_DIR).join("weir-sdk");
-    write_if_changed(&dir.join("Cargo.toml"), RUST_MANIFEST.as_bytes())?;
-    for (name, contents) in RUST_FILES {
-        write_if_changed(&dir.join(name), contents.as_bytes())?;
-    }
-    Ok(())
+    let mut files: Vec<(&str, &[u8])> = vec![("Cargo.toml", RUST_MANIFEST.as_bytes())];
+    files.extend(RUST_FILES.iter().map(|(n, c)| (*n, c.as_bytes())));
+    write(project, "weir-sdk", &files).map(drop)
 }
