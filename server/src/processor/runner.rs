@@ -283,7 +283,9 @@ impl Ctx {
             Status::add(&self.status.errors, 1);
             let msg = format!("stopped at {}/{partition}@{}: {}", self.input.name, f.offset, f.message);
             self.status.log("error", Some(partition), msg.clone());
-            self.status.set_error(msg, true);
+            // The state turns `failed` once the offset is committed (in `run_partition`), so
+            // whoever sees `failed` also sees the offset it stopped at.
+            self.status.set_error(msg, false);
             return Ok((f.offset, true));
         }
         Status::add(&self.status.records_in, p.count as u64);
@@ -457,6 +459,7 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
         next = commit;
         gauges.committed.store(next, Ordering::Relaxed);
         if stop {
+            ctx.status.set_state(State::Failed);
             ctx.stop.cancel();
             break;
         }
