@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod disk_full;
 mod durability;
 mod fetch;
 mod harness;
@@ -15,5 +16,6 @@ mod processors;
 mod produce;
 mod projects;
 mod sse;
+mod topic_races;
 mod topics;
 mod wasm;

@@ -76,9 +76,12 @@ fn topic_status(e: &TopicError) -> (StatusCode, &'static str) {
         TopicError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_topic_name"),
         TopicError::InvalidConfig(_) => (StatusCode::BAD_REQUEST, "invalid_topic_config"),
         TopicError::Exists(_) => (StatusCode::CONFLICT, "topic_exists"),
-        TopicError::NotFound(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
+        TopicError::NotFound(_) | TopicError::Deleted(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
+        TopicError::Busy { .. } => (StatusCode::CONFLICT, "topic_busy"),
+        TopicError::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
         TopicError::PartitionNotFound { .. } => (StatusCode::NOT_FOUND, "partition_not_found"),
         TopicError::OffsetOutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
+        TopicError::Log(e) if e.is_disk_full() => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
         TopicError::StorageFailed { .. } | TopicError::Log(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
         TopicError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
     }

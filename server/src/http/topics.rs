@@ -41,7 +41,7 @@ pub struct PartitionInfo {
     log_start_offset: u64,
     high_watermark: u64,
     size_bytes: u64,
-    segments: usize,
+    segments: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,13 +57,13 @@ fn describe_topic(topic: &Arc<Topic>) -> TopicInfo {
         .partitions
         .iter()
         .map(|p| {
-            let log = p.log();
+            let s = p.stats();
             PartitionInfo {
                 partition: p.id,
-                log_start_offset: log.log_start_offset(),
-                high_watermark: log.high_watermark(),
-                size_bytes: log.size_bytes(),
-                segments: log.segment_count(),
+                log_start_offset: s.log_start_offset,
+                high_watermark: s.high_watermark,
+                size_bytes: s.size_bytes,
+                segments: s.segments,
             }
         })
         .collect();
@@ -137,9 +137,6 @@ pub async fn describe(State(state): State<AppState>, Path(name): Path<String>) -
 }
 
 pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    let topics = state.topics.clone();
-    tokio::task::spawn_blocking(move || topics.delete(&name))
-        .await
-        .map_err(|_| ApiError::Topic(crate::topic::TopicError::ShuttingDown))??;
+    state.topics.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,13 +1,16 @@
 //! One partition's log on disk: record batches in segment files with sparse indexes.
 //!
 //! How it fits together: [`batch`] encodes and checks record batches (Kafka's RecordBatch v2
-//! layout); [`index`] holds the memory-mapped offset and time indexes; [`segment`] is one log file
+//! layout); [`index`] holds the offset and time indexes; [`fs`] is the file-system seam a crash test can swap; [`segment`] is one log file
 //! with its indexes; [`PartitionLog`] is the ordered set of segments of a partition, with append,
 //! read, roll, retention and crash recovery; [`recovery_point`] records how far the active
 //! segment is known whole, so that crash recovery verifies only what follows. Everything here is synchronous: async callers go
 //! through the topic layer's writer task or `spawn_blocking`.
 
 pub mod batch;
+#[cfg(test)]
+mod crash_tests;
+pub mod fs;
 pub mod index;
 mod partition_log;
 pub mod recovery_point;
@@ -18,9 +21,17 @@ use std::io;
 use std::path::PathBuf;
 
 pub use batch::{NewRecord, RecordView};
+pub use fs::{FsRef, RealFs};
 pub use partition_log::{LogConfig, PartitionLog};
 pub use recovery_point::RecoveryPoint;
 pub use segment::Recovery;
+
+impl LogError {
+    /// Whether the error is a full disk (or quota): the caller can say so and retry later.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if fs::is_disk_full(source))
+    }
+}
 
 /// Errors of the log layer. Each names the file or offsets involved.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +48,8 @@ pub enum LogError {
         position: u64,
         reason: String,
     },
+    #[error("the log in {dir} was closed (its topic was deleted)")]
+    Closed { dir: PathBuf },
     #[error(
         "offset {offset} is out of range: the log starts at {log_start_offset} and its high watermark is {high_watermark}"
     )]

@@ -1,12 +1,11 @@
 //! A partition's ordered segments: append, read, roll, retention and recovery at open.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::LogError;
 use super::batch::{self, BatchHeader, NewRecord};
+use super::fs::{FileRef, FsRef};
 use super::recovery_point::{RecoveryPoint, current_boot_id};
 use super::segment::{Recovery, Segment, SegmentLimits};
 
@@ -34,7 +33,11 @@ impl LogConfig {
 /// with [`PartitionLog::publish`] once appended data is durable under the topic's policy.
 #[derive(Debug)]
 pub struct PartitionLog {
+    fs: FsRef,
     dir: PathBuf,
+    /// Set when the partition's topic is deleted: from then on nothing writes under `dir`,
+    /// which may already hold a new topic of the same name.
+    closed: bool,
     config: LogConfig,
     sealed: BTreeMap<u64, Segment>,
     active: Segment,
@@ -48,7 +51,7 @@ pub struct PartitionLog {
 pub struct Appended {
     pub base_offsets: Vec<u64>,
     /// The active log file, to fsync outside the partition lock.
-    pub file: Arc<File>,
+    pub file: FileRef,
 }
 
 impl PartitionLog {
@@ -56,23 +59,14 @@ impl PartitionLog {
     /// stopped cleanly; otherwise the active segment is verified batch by batch, from its
     /// recovery point when that can be trusted, and cut at the first bad batch. Returns what
     /// recovery did to the active segment.
-    pub fn open(dir: &Path, config: LogConfig, clean: bool) -> Result<(Self, Recovery), LogError> {
-        std::fs::create_dir_all(dir).map_err(|source| LogError::Io {
+    pub fn open(fs: &FsRef, dir: &Path, config: LogConfig, clean: bool) -> Result<(Self, Recovery), LogError> {
+        let io = |source| LogError::Io {
             path: dir.to_owned(),
             source,
-        })?;
+        };
+        fs.create_dir_all(dir).map_err(io)?;
         let mut bases = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|source| LogError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| LogError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
+        for name in fs.list(dir).map_err(io)? {
             if let Some(stem) = name.strip_suffix(".log")
                 && stem.len() == 20
                 && let Ok(base) = stem.parse::<u64>()
@@ -81,26 +75,55 @@ impl PartitionLog {
             }
         }
         bases.sort_unstable();
+        // A roll creates the next segment before it fsyncs the one it seals: after a power cut
+        // an empty newest segment can stand after a torn one. Drop it; the one before it is then
+        // the active segment and recovery verifies it.
+        while bases.len() > 1 {
+            let last = *bases.last().expect("two or more");
+            let path = dir.join(format!("{}.log", super::segment::file_stem(last)));
+            let len = fs.open(&path, super::fs::Open::Existing).and_then(|f| f.len());
+            if !matches!(len, Ok(0)) {
+                break;
+            }
+            for ext in ["log", "index", "timeindex"] {
+                let p = dir.join(format!("{}.{ext}", super::segment::file_stem(last)));
+                match fs.remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(LogError::Io { path: p, source: e });
+                    }
+                    _ => {}
+                }
+            }
+            bases.pop();
+        }
         let limits = config.limits();
         let mut sealed = BTreeMap::new();
         let (active, recovery) = match bases.split_last() {
-            None => (Segment::create(dir, 0, limits)?, Recovery::default()),
+            None => (Segment::create(fs, dir, 0, limits)?, Recovery::default()),
             Some((&last, older)) => {
                 for &base in older {
-                    let (seg, _) = Segment::open(dir, base, limits, false, false, None)?;
+                    let (seg, _) = Segment::open(fs, dir, base, limits, false, false, None)?;
                     sealed.insert(base, seg);
                 }
-                let point = RecoveryPoint::read(dir).filter(|p| p.trusted(&current_boot_id()));
-                Segment::open(dir, last, limits, true, !clean, point.as_ref())?
+                let point = RecoveryPoint::read(fs, dir).filter(|p| p.trusted(&current_boot_id()));
+                Segment::open(fs, dir, last, limits, true, !clean, point.as_ref())?
             }
         };
         let high_watermark = active.next_offset();
         let visible_bytes = active.size();
-        // What was just verified is at least in the page cache: a point for this boot.
-        active.recovery_point(false, current_boot_id())?.write(dir)?;
+        // What was just verified is at least in the page cache: a point for this boot. Only an
+        // optimization, so a full disk must not stop the broker from starting.
+        if let Err(e) = active
+            .recovery_point(false, current_boot_id())
+            .and_then(|p| p.write(fs, dir))
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the recovery point");
+        }
         Ok((
             Self {
+                fs: fs.clone(),
                 dir: dir.to_owned(),
+                closed: false,
                 config,
                 sealed,
                 active,
@@ -109,6 +132,19 @@ impl PartitionLog {
             },
             recovery,
         ))
+    }
+
+    /// Refuses writes from now on (the topic is being deleted); readers holding the log still
+    /// read what it had.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    fn check_open(&self) -> Result<(), LogError> {
+        if self.closed {
+            return Err(LogError::Closed { dir: self.dir.clone() });
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -142,6 +178,7 @@ impl PartitionLog {
     /// Appends each group of records as one batch, rolling segments as needed. The data is in the
     /// page cache, not yet visible to readers: fsync `file` if the policy asks, then `publish`.
     pub fn append(&mut self, groups: &[&[NewRecord]], now_ms: i64) -> Result<Appended, LogError> {
+        self.check_open()?;
         let mut base_offsets = Vec::with_capacity(groups.len());
         let mut buf = Vec::new();
         let mut headers: Vec<BatchHeader> = Vec::with_capacity(groups.len());
@@ -190,12 +227,17 @@ impl PartitionLog {
         self.visible_bytes = self.active.size();
     }
 
-    /// Seals the active segment and starts a new one at the next offset.
+    /// Seals the active segment and starts a new one at the next offset. On an error the
+    /// active segment is unchanged and still takes appends.
     pub fn roll(&mut self) -> Result<(), LogError> {
+        self.check_open()?;
         let base = self.active.next_offset();
-        let fresh = Segment::create(&self.dir, base, self.config.limits())?;
-        let mut old = std::mem::replace(&mut self.active, fresh);
-        old.seal()?;
+        let fresh = Segment::create(&self.fs, &self.dir, base, self.config.limits())?;
+        if let Err(e) = self.active.seal() {
+            let _ = fresh.delete();
+            return Err(e);
+        }
+        let old = std::mem::replace(&mut self.active, fresh);
         // Everything in a sealed segment was durable before this roll, or is now: publish it.
         self.high_watermark = self.high_watermark.max(old.next_offset());
         self.visible_bytes = 0;
@@ -206,6 +248,9 @@ impl PartitionLog {
     /// Rolls an active segment that has aged past `segment_ms` without new appends, so that
     /// retention can reach it. Only data already published rolls.
     pub fn roll_if_idle(&mut self, now_ms: i64) -> Result<bool, LogError> {
+        if self.closed {
+            return Ok(false);
+        }
         if self.active.size() > 0 && self.is_old(now_ms) && self.high_watermark == self.active.next_offset() {
             self.roll()?;
             return Ok(true);
@@ -221,6 +266,9 @@ impl PartitionLog {
         retention_ms: Option<i64>,
         retention_bytes: Option<u64>,
     ) -> Result<Vec<u64>, LogError> {
+        if self.closed {
+            return Ok(Vec::new());
+        }
         let mut total = self.size_bytes();
         let mut deleted = Vec::new();
         while let Some((&base, seg)) = self.sealed.first_key_value() {
@@ -233,6 +281,14 @@ impl PartitionLog {
             total -= seg.size();
             seg.delete()?;
             deleted.push(base);
+        }
+        if !deleted.is_empty() {
+            // Not needed for safety (a forgotten delete brings back old, whole segments), but
+            // the space must stay freed.
+            self.fs.sync_dir(&self.dir).map_err(|source| LogError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
         }
         Ok(deleted)
     }
@@ -262,16 +318,16 @@ impl PartitionLog {
 
     /// First offset whose record may have a timestamp at or after `timestamp` (a lower bound
     /// to start reading from).
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> u64 {
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<u64, LogError> {
         for seg in self.sealed.values() {
             if seg.max_timestamp().is_some_and(|ts| ts >= timestamp) {
                 return seg.time_lookup(timestamp);
             }
         }
         if self.active.max_timestamp().is_some_and(|ts| ts >= timestamp) {
-            return self.active.time_lookup(timestamp).min(self.high_watermark);
+            return Ok(self.active.time_lookup(timestamp)?.min(self.high_watermark));
         }
-        self.high_watermark
+        Ok(self.high_watermark)
     }
 
     /// Where the active segment stands, as a recovery point. `durable`: the caller fsynced
@@ -281,8 +337,15 @@ impl PartitionLog {
         self.active.recovery_point(durable, current_boot_id())
     }
 
+    /// Takes and writes the recovery point (see [`Self::recovery_point`]). Holds `&self`, so a
+    /// concurrent delete (which closes the log under its write lock) cannot slip in between.
+    pub fn write_recovery_point(&self, durable: bool) -> Result<(), LogError> {
+        self.check_open()?;
+        self.recovery_point(durable)?.write(&self.fs, &self.dir)
+    }
+
     /// The active segment's log file (for an interval fsync).
-    pub fn active_file(&self) -> Arc<File> {
+    pub fn active_file(&self) -> FileRef {
         self.active.file()
     }
 }

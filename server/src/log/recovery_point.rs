@@ -22,11 +22,10 @@
 //! that reached the page cache; that survives a killed process but not a machine crash, so it
 //! is trusted only when the kernel's boot id is the one it was written under.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::LogError;
+use super::fs::{FsRef, Open};
 
 const MAGIC: &[u8; 4] = b"WRP1";
 const ENCODED_BYTES: usize = 68;
@@ -113,8 +112,8 @@ impl RecoveryPoint {
 
     /// The partition's recovery point, or `None` if it is missing or damaged (recovery then
     /// verifies the whole active segment).
-    pub fn read(dir: &Path) -> Option<Self> {
-        Self::decode(&std::fs::read(dir.join(FILE_NAME)).ok()?)
+    pub fn read(fs: &FsRef, dir: &Path) -> Option<Self> {
+        Self::decode(&fs.read_file(&dir.join(FILE_NAME)).ok()??)
     }
 
     /// Replaces the partition's recovery point: a temporary file renamed over the old one.
@@ -123,16 +122,16 @@ impl RecoveryPoint {
     /// was taken, and an older point still describes a correct (shorter) prefix of an
     /// append-only log. A machine crash leaves the old point, the new one, or a damaged file
     /// that fails its CRC and costs a full scan; none of them is wrong.
-    pub fn write(&self, dir: &Path) -> Result<(), LogError> {
+    pub fn write(&self, fs: &FsRef, dir: &Path) -> Result<(), LogError> {
         let path = dir.join(FILE_NAME);
         let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-        let io = |path: &PathBuf| {
-            let path = path.clone();
+        let io = |path: &Path| {
+            let path = path.to_owned();
             move |source| LogError::Io { path, source }
         };
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&self.encode()).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
+        let f = fs.open(&tmp, Open::Truncate).map_err(io(&tmp))?;
+        f.write_all_at(&self.encode(), 0).map_err(io(&tmp))?;
+        fs.rename(&tmp, &path).map_err(io(&path))
     }
 }
 
@@ -156,16 +155,21 @@ mod tests {
     #[test]
     fn a_point_round_trips_and_a_damaged_one_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(RecoveryPoint::read(dir.path()), None);
-        point(true).write(dir.path()).unwrap();
-        assert_eq!(RecoveryPoint::read(dir.path()), Some(point(true)));
+        let fs = crate::log::RealFs::shared();
+        assert_eq!(RecoveryPoint::read(&fs, dir.path()), None);
+        point(true).write(&fs, dir.path()).unwrap();
+        assert_eq!(RecoveryPoint::read(&fs, dir.path()), Some(point(true)));
         let path = dir.path().join(FILE_NAME);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[33] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(RecoveryPoint::read(dir.path()), None, "a flipped bit fails the CRC");
+        assert_eq!(
+            RecoveryPoint::read(&fs, dir.path()),
+            None,
+            "a flipped bit fails the CRC"
+        );
         std::fs::write(&path, &bytes[..10]).unwrap();
-        assert_eq!(RecoveryPoint::read(dir.path()), None);
+        assert_eq!(RecoveryPoint::read(&fs, dir.path()), None);
     }
 
     #[test]

@@ -3,14 +3,12 @@
 //! Files are named by the segment's base offset, zero-padded to 20 digits so that a directory
 //! listing sorts them: `00000000000000001000.log`, `.index`, `.timeindex`.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::LogError;
 use super::batch::{self, BatchHeader, HEADER_BYTES};
+use super::fs::{FileRef, FsRef, Open};
 use super::index::{OffsetIndex, TimeIndex};
 use super::recovery_point::RecoveryPoint;
 
@@ -41,11 +39,29 @@ pub struct Recovery {
     pub verified_from: u64,
 }
 
+/// What a failed append puts back.
+struct Undo {
+    size: u64,
+    next_offset: u64,
+    max_timestamp: i64,
+    last_indexed_pos: u64,
+    index_entries: usize,
+    time_index_entries: usize,
+}
+
 #[derive(Debug)]
 pub struct Segment {
     pub base_offset: u64,
+    fs: FsRef,
     dir: PathBuf,
-    file: Arc<File>,
+    file: FileRef,
+    /// Whether the log file's name is known durable (its directory was synced since it was
+    /// created). The first append syncs the directory: acknowledged records must not vanish
+    /// with a name a power cut forgot.
+    name_durable: bool,
+    /// Set when a failed append may have left bytes after `size` that could not be cut: the
+    /// next append cuts them first (stale whole batches there could look valid to recovery).
+    tail_dirty: bool,
     /// Bytes of whole batches in the log file.
     size: u64,
     next_offset: u64,
@@ -63,31 +79,29 @@ impl Segment {
         dir.join(format!("{}.{ext}", file_stem(base)))
     }
 
+    fn io_err(path: PathBuf) -> impl FnOnce(io::Error) -> LogError {
+        move |source| LogError::Io { path, source }
+    }
+
     /// Creates a new, empty active segment (replacing leftovers of an earlier attempt).
-    pub fn create(dir: &Path, base: u64, limits: SegmentLimits) -> Result<Self, LogError> {
+    pub fn create(fs: &FsRef, dir: &Path, base: u64, limits: SegmentLimits) -> Result<Self, LogError> {
         let log_path = Self::path(dir, base, "log");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)
-            .map_err(|source| LogError::Io {
-                path: log_path.clone(),
-                source,
-            })?;
+        let file = fs.open(&log_path, Open::Truncate).map_err(Self::io_err(log_path))?;
         for ext in ["index", "timeindex"] {
             let p = Self::path(dir, base, ext);
-            match std::fs::remove_file(&p) {
+            match fs.remove_file(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(LogError::Io { path: p, source: e }),
                 _ => {}
             }
         }
-        let (index, time_index) = Self::open_indexes(dir, base, Some(limits))?;
+        let (index, time_index) = Self::open_indexes(fs, dir, base, Some(limits))?;
         Ok(Self {
             base_offset: base,
+            fs: fs.clone(),
             dir: dir.to_owned(),
-            file: Arc::new(file),
+            file,
+            name_durable: false,
+            tail_dirty: false,
             size: 0,
             next_offset: base,
             max_timestamp: i64::MIN,
@@ -100,16 +114,17 @@ impl Segment {
     }
 
     fn open_indexes(
+        fs: &FsRef,
         dir: &Path,
         base: u64,
         active: Option<SegmentLimits>,
     ) -> Result<(OffsetIndex, TimeIndex), LogError> {
         let cap = active.map(|l| l.index_bytes_max);
         let ip = Self::path(dir, base, "index");
-        let index = OffsetIndex::open(&ip, cap).map_err(|source| LogError::Io { path: ip, source })?;
+        let index = OffsetIndex::open(fs, &ip, cap).map_err(|source| LogError::Io { path: ip, source })?;
         let tp = Self::path(dir, base, "timeindex");
         let time_cap = cap.map(|b| b / 8 * 12);
-        let time_index = TimeIndex::open(&tp, time_cap).map_err(|source| LogError::Io { path: tp, source })?;
+        let time_index = TimeIndex::open(fs, &tp, time_cap).map_err(|source| LogError::Io { path: tp, source })?;
         Ok((index, time_index))
     }
 
@@ -118,6 +133,7 @@ impl Segment {
     /// index entry after a clean shutdown; after a crash from `point` when that describes this
     /// segment and checks out, else from the start.
     pub fn open(
+        fs: &FsRef,
         dir: &Path,
         base: u64,
         limits: SegmentLimits,
@@ -126,26 +142,21 @@ impl Segment {
         point: Option<&RecoveryPoint>,
     ) -> Result<(Self, Recovery), LogError> {
         let log_path = Self::path(dir, base, "log");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(|source| LogError::Io {
-                path: log_path.clone(),
-                source,
-            })?;
-        let file_len = file
-            .metadata()
-            .map_err(|source| LogError::Io {
-                path: log_path.clone(),
-                source,
-            })?
-            .len();
-        let (index, time_index) = Self::open_indexes(dir, base, active.then_some(limits))?;
+        let file = fs
+            .open(&log_path, Open::Existing)
+            .map_err(Self::io_err(log_path.clone()))?;
+        let file_len = file.len().map_err(Self::io_err(log_path.clone()))?;
+        let (index, time_index) = Self::open_indexes(fs, dir, base, active.then_some(limits))?;
         let mut seg = Self {
             base_offset: base,
+            fs: fs.clone(),
             dir: dir.to_owned(),
-            file: Arc::new(file),
+            file,
+            // It was listed in its directory; a crash between its create and the directory's
+            // sync may forget it again, so recovery counts on nothing it held being acknowledged
+            // until the directory was synced: sync once more before taking appends.
+            name_durable: false,
+            tail_dirty: false,
             size: file_len,
             next_offset: base,
             max_timestamp: time_index.last().map_or(i64::MIN, |(ts, _)| ts),
@@ -167,9 +178,12 @@ impl Segment {
                 Err(e) => return Err(e),
             }
         }
-        let resumed = point.is_some_and(|p| seg.resume_at(p, file_len));
+        let resumed = match point {
+            Some(p) => seg.resume_at(p, file_len)?,
+            None => false,
+        };
         if !resumed {
-            seg.reset();
+            seg.reset()?;
         }
         recovery.verified_from = seg.size;
         let reason = seg.verify_from_here(file_len)?;
@@ -177,13 +191,8 @@ impl Segment {
         if seg.size < file_len {
             recovery.truncated_bytes = file_len - seg.size;
             recovery.reason = reason;
-            seg.file.set_len(seg.size).map_err(|source| LogError::Io {
-                path: log_path.clone(),
-                source,
-            })?;
-            seg.file
-                .sync_all()
-                .map_err(|source| LogError::Io { path: log_path, source })?;
+            seg.file.set_len(seg.size).map_err(Self::io_err(log_path.clone()))?;
+            seg.file.sync_data().map_err(Self::io_err(log_path))?;
         }
         Ok((seg.with_first_append(), recovery))
     }
@@ -202,7 +211,8 @@ impl Segment {
     /// the max timestamp and the size of whole batches. With `check_crc`, any bad batch is an
     /// error so the caller can fall back to a full rebuild.
     fn scan_tail(&mut self, file_len: u64, check_crc: bool) -> Result<(), LogError> {
-        let (mut pos, mut expect) = match self.index.len().checked_sub(1).map(|i| self.index.get(i)) {
+        let last = self.index.last().map_err(self.index_err())?;
+        let (mut pos, mut expect) = match last {
             Some((rel, p)) => (u64::from(p), self.base_offset + u64::from(rel)),
             None => (0, self.base_offset),
         };
@@ -235,46 +245,62 @@ impl Segment {
         Ok(())
     }
 
+    fn index_err(&self) -> impl FnOnce(io::Error) -> LogError + use<> {
+        Self::io_err(self.index.path().to_owned())
+    }
+
+    fn time_index_err(&self) -> impl FnOnce(io::Error) -> LogError + use<> {
+        Self::io_err(self.time_index.path().to_owned())
+    }
+
     /// Forgets the indexes and counters, so verification starts at the first batch.
-    fn reset(&mut self) {
-        self.index.truncate(0);
-        self.time_index.truncate(0);
+    fn reset(&mut self) -> Result<(), LogError> {
+        self.index.truncate(0).map_err(self.index_err())?;
+        self.time_index.truncate(0).map_err(self.time_index_err())?;
         self.size = 0;
         self.next_offset = self.base_offset;
         self.max_timestamp = i64::MIN;
         self.last_indexed_pos = 0;
+        Ok(())
     }
 
     /// Takes the state a recovery point describes, if it fits this segment: same base, not past
     /// the end of the file, no more index entries than the files hold, and the last indexed
     /// batch where the index says. Index entries after the point are dropped (they will be
     /// rebuilt). False leaves the segment untouched.
-    fn resume_at(&mut self, p: &RecoveryPoint, file_len: u64) -> bool {
+    fn resume_at(&mut self, p: &RecoveryPoint, file_len: u64) -> Result<bool, LogError> {
         let fits = p.segment_base == self.base_offset
             && p.position <= file_len
             && p.next_offset >= self.base_offset
             && (p.index_entries as usize) <= self.index.len()
             && (p.time_index_entries as usize) <= self.time_index.len();
         if !fits {
-            return false;
+            return Ok(false);
         }
-        let last_indexed = (p.index_entries as usize).checked_sub(1).map(|i| self.index.get(i));
+        let last_indexed = match (p.index_entries as usize).checked_sub(1) {
+            Some(i) => Some(self.index.get(i).map_err(self.index_err())?),
+            None => None,
+        };
         if let Some((rel, pos)) = last_indexed {
             let mut head = [0u8; HEADER_BYTES];
             let batch_ok = u64::from(pos) < p.position
                 && self.file.read_exact_at(&mut head, u64::from(pos)).is_ok()
                 && BatchHeader::parse(&head).is_ok_and(|h| h.base_offset == self.base_offset + u64::from(rel));
             if !batch_ok {
-                return false;
+                return Ok(false);
             }
         }
-        self.index.truncate(p.index_entries as usize);
-        self.time_index.truncate(p.time_index_entries as usize);
+        self.index
+            .truncate(p.index_entries as usize)
+            .map_err(self.index_err())?;
+        self.time_index
+            .truncate(p.time_index_entries as usize)
+            .map_err(self.time_index_err())?;
         self.size = p.position;
         self.next_offset = p.next_offset;
         self.max_timestamp = p.max_timestamp;
         self.last_indexed_pos = last_indexed.map_or(0, |(_, pos)| u64::from(pos));
-        true
+        Ok(true)
     }
 
     /// Verifies every batch from `self.size` to `file_len` and indexes it. Stops at the first
@@ -293,7 +319,7 @@ impl Segment {
                 }
                 Err(reason) => return Ok(Some(format!("batch at {pos}: {reason}"))),
             };
-            self.note_batch(&header);
+            self.note_batch(&header)?;
             pos += header.total_bytes as u64;
         }
         Ok(None)
@@ -303,14 +329,8 @@ impl Segment {
     /// are flushed first: the caller has fsynced the log up to here.
     pub fn recovery_point(&self, durable: bool, boot_id: [u8; 16]) -> Result<RecoveryPoint, LogError> {
         if durable {
-            self.index.flush().map_err(|source| LogError::Io {
-                path: self.index.path().to_owned(),
-                source,
-            })?;
-            self.time_index.flush().map_err(|source| LogError::Io {
-                path: Self::path(&self.dir, self.base_offset, "timeindex"),
-                source,
-            })?;
+            self.index.flush().map_err(self.index_err())?;
+            self.time_index.flush().map_err(self.time_index_err())?;
         }
         Ok(RecoveryPoint {
             boot_id,
@@ -348,20 +368,25 @@ impl Segment {
     }
 
     /// Records a batch just written at `self.size` in the indexes and the segment's counters.
-    fn note_batch(&mut self, header: &BatchHeader) {
+    /// An error (the index could not be written) leaves the counters as they were.
+    fn note_batch(&mut self, header: &BatchHeader) -> Result<(), LogError> {
         let pos = self.size;
         let rel = (header.base_offset - self.base_offset) as u32;
-        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        let max_timestamp = self.max_timestamp.max(header.max_timestamp);
         if pos > 0 && pos - self.last_indexed_pos >= u64::from(self.limits.index_interval_bytes) {
-            self.index.push(rel, pos as u32);
+            self.index.push(rel, pos as u32).map_err(self.index_err())?;
             self.last_indexed_pos = pos;
-            let newer = self.time_index.last().is_none_or(|(ts, _)| self.max_timestamp > ts);
+            let newer = self.time_index.last().is_none_or(|(ts, _)| max_timestamp > ts);
             if newer {
-                self.time_index.push(self.max_timestamp, rel);
+                self.time_index
+                    .push(max_timestamp, rel)
+                    .map_err(self.time_index_err())?;
             }
         }
+        self.max_timestamp = max_timestamp;
         self.size += header.total_bytes as u64;
         self.next_offset = header.next_offset();
+        Ok(())
     }
 
     /// Whether a batch of `bytes` ending at `next_offset` still fits this segment.
@@ -375,50 +400,77 @@ impl Segment {
     }
 
     /// Writes encoded batches (whole, contiguous, starting at `next_offset`) to the page cache.
+    /// All or nothing: on an error (a full disk) the segment is as it was before the call.
     pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<(), LogError> {
         debug_assert_eq!(headers.first().map(|h| h.base_offset), Some(self.next_offset));
-        self.file
-            .write_all_at(bytes, self.size)
-            .map_err(|source| LogError::Io {
-                path: self.log_path(),
-                source,
-            })?;
-        self.first_append_ms.get_or_insert(now_ms);
-        for h in headers {
-            self.note_batch(h);
+        if self.tail_dirty {
+            self.file.set_len(self.size).map_err(Self::io_err(self.log_path()))?;
+            self.tail_dirty = false;
         }
+        if !self.name_durable {
+            self.fs.sync_dir(&self.dir).map_err(Self::io_err(self.dir.clone()))?;
+            self.name_durable = true;
+        }
+        let before = Undo {
+            size: self.size,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            last_indexed_pos: self.last_indexed_pos,
+            index_entries: self.index.len(),
+            time_index_entries: self.time_index.len(),
+        };
+        let written = self
+            .file
+            .write_all_at(bytes, self.size)
+            .map_err(Self::io_err(self.log_path()))
+            .and_then(|()| headers.iter().try_for_each(|h| self.note_batch(h)));
+        if let Err(e) = written {
+            self.undo(&before);
+            return Err(e);
+        }
+        self.first_append_ms.get_or_insert(now_ms);
         Ok(())
     }
 
-    /// Flushes the log to disk and cuts the indexes to size: the segment takes no more batches.
+    /// Puts the segment back as it was before a failed append. Bytes the write left after the
+    /// old end are cut now, or before the next append if that fails too.
+    fn undo(&mut self, u: &Undo) {
+        self.size = u.size;
+        self.next_offset = u.next_offset;
+        self.max_timestamp = u.max_timestamp;
+        self.last_indexed_pos = u.last_indexed_pos;
+        // Index entries past the log's end are harmless to recovery (it rebuilds from the log),
+        // but the counts must match what the log holds.
+        let _ = self.index.truncate(u.index_entries);
+        let _ = self.time_index.truncate(u.time_index_entries);
+        self.tail_dirty = self.file.set_len(u.size).is_err();
+    }
+
+    /// Flushes the log to disk and makes the indexes final: the segment takes no more batches.
+    /// On an error the segment is still active and whole.
     pub fn seal(&mut self) -> Result<(), LogError> {
-        self.file.sync_all().map_err(|source| LogError::Io {
-            path: self.log_path(),
-            source,
-        })?;
+        self.file.sync_data().map_err(Self::io_err(self.log_path()))?;
         let rel = self.next_offset.saturating_sub(1).saturating_sub(self.base_offset) as u32;
         let newer = self
             .time_index
             .last()
             .is_none_or(|(ts, off)| self.max_timestamp > ts && rel > off);
         if self.size > 0 && newer && rel > 0 {
-            self.time_index.push(self.max_timestamp, rel);
+            self.time_index
+                .push(self.max_timestamp, rel)
+                .map_err(self.time_index_err())?;
         }
-        self.index.seal().map_err(|source| LogError::Io {
-            path: self.index.path().to_owned(),
-            source,
-        })?;
-        self.time_index.seal().map_err(|source| LogError::Io {
-            path: self.log_path(),
-            source,
-        })
+        self.time_index.flush().map_err(self.time_index_err())?;
+        self.index.seal().map_err(self.index_err())?;
+        self.time_index.seal().map_err(self.time_index_err())
     }
 
     /// Position of the batch holding `offset` (or the first batch after it), scanning batch
     /// headers forward from the nearest index entry. Returns `limit` if no such batch is below it.
     pub fn position_of(&self, offset: u64, limit: u64) -> Result<u64, LogError> {
         let rel = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
-        let mut pos = self.index.lookup(rel).map_or(0, |(_, p)| u64::from(p));
+        let entry = self.index.lookup(rel).map_err(self.index_err())?;
+        let mut pos = entry.map_or(0, |(_, p)| u64::from(p));
         let mut head = [0u8; HEADER_BYTES];
         while pos < limit {
             self.file.read_exact_at(&mut head, pos).map_err(|source| LogError::Io {
@@ -480,7 +532,10 @@ impl Segment {
     pub fn delete(self) -> Result<(), LogError> {
         for ext in ["log", "index", "timeindex"] {
             let p = Self::path(&self.dir, self.base_offset, ext);
-            std::fs::remove_file(&p).map_err(|source| LogError::Io { path: p, source })?;
+            match self.fs.remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(LogError::Io { path: p, source: e }),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -498,12 +553,13 @@ impl Segment {
     }
 
     /// A handle to the log file for fsync outside the partition lock.
-    pub fn file(&self) -> Arc<File> {
-        Arc::clone(&self.file)
+    pub fn file(&self) -> FileRef {
+        self.file.clone()
     }
 
-    /// Relative offset from which to scan for the first record at or after `timestamp`.
-    pub fn time_lookup(&self, timestamp: i64) -> u64 {
-        self.base_offset + u64::from(self.time_index.lookup(timestamp).unwrap_or(0))
+    /// Offset from which to scan for the first record at or after `timestamp`.
+    pub fn time_lookup(&self, timestamp: i64) -> Result<u64, LogError> {
+        let rel = self.time_index.lookup(timestamp).map_err(self.time_index_err())?;
+        Ok(self.base_offset + u64::from(rel.unwrap_or(0)))
     }
 }

@@ -13,18 +13,19 @@ mod store;
 mod writer;
 
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::log::{LogConfig, LogError, PartitionLog};
+use crate::log::{FsRef, LogConfig, LogError, PartitionLog, RealFs};
 use crate::metrics::{Metrics, TopicCounters};
-pub use partition::Partition;
+pub use partition::{Partition, PartitionStats};
 pub use spec::{FsyncPolicy, TopicConfig};
 
 /// Append requests that may wait for a partition's writer before producers feel backpressure.
@@ -41,6 +42,10 @@ pub enum TopicError {
     Exists(String),
     #[error("topic '{0}' does not exist")]
     NotFound(String),
+    #[error("topic '{0}' was deleted")]
+    Deleted(String),
+    #[error("topic '{topic}' is being {action}; retry when that is done")]
+    Busy { topic: String, action: &'static str },
     #[error("topic '{topic}' has no partition {partition}; it has {partitions}")]
     PartitionNotFound {
         topic: String,
@@ -54,6 +59,14 @@ pub enum TopicError {
         offset: u64,
         log_start_offset: u64,
         high_watermark: u64,
+    },
+    #[error(
+        "no space left on the disk holding topic '{topic}' partition {partition}; nothing was written. Free space (delete topics, lower retention) and retry ({detail})"
+    )]
+    DiskFull {
+        topic: String,
+        partition: u32,
+        detail: String,
     },
     #[error("storage failed for topic '{topic}' partition {partition}: {reason}")]
     StorageFailed {
@@ -73,11 +86,34 @@ impl From<LogError> for TopicError {
     }
 }
 
+impl TopicError {
+    /// Whether the error is a full disk, directly or through the log.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::DiskFull { .. } => true,
+            Self::Log(e) => e.is_disk_full(),
+            _ => false,
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A fresh topic incarnation id: 16 hex digits from the OS's randomness (through std's
+/// randomly keyed hasher) and the clock.
+fn new_topic_id() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
 }
 
 /// Server-wide settings the topic layer needs.
@@ -92,6 +128,9 @@ pub struct TopicsConfig {
 #[derive(Debug)]
 pub struct Topic {
     pub name: String,
+    /// This incarnation of the name: a topic deleted and created again gets a new id, so that
+    /// offsets and resume tokens of the old one are never taken for the new one's.
+    pub id: String,
     pub config: TopicConfig,
     pub created_ms: i64,
     pub partitions: Vec<Arc<Partition>>,
@@ -106,6 +145,7 @@ pub struct Topic {
     /// Fires when the topic is deleted or once the broker has answered its last request: the
     /// partition writers commit what is queued, flush and end.
     writer_stop: CancellationToken,
+    writers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Topic {
@@ -129,19 +169,51 @@ impl Topic {
     pub fn next_spread_partition(&self) -> u32 {
         self.next_partition.fetch_add(1, Ordering::Relaxed) % self.partitions.len() as u32
     }
+
+    /// Whether the topic was deleted (or the broker is stopping).
+    pub fn is_stopped(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Stops the writers once they have committed what is queued, and waits for them.
+    async fn stop_writers(&self) {
+        self.writer_stop.cancel();
+        let handles = std::mem::take(&mut *self.writers.lock().unwrap_or_else(|e| e.into_inner()));
+        futures::future::join_all(handles).await;
+    }
 }
 
 struct Shared {
     config: TopicsConfig,
+    fs: FsRef,
     metrics: Arc<Metrics>,
+    /// Held only to look up, insert or remove: never across file-system work.
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Names being created or deleted right now: a second create or delete of one of them
+    /// waits for nobody, it is told the name is busy.
+    busy: Mutex<BTreeMap<String, &'static str>>,
     /// Parents of every topic's tokens.
     stop_readers: CancellationToken,
     stop_writers: CancellationToken,
     /// Set once the previous run's clean-shutdown marker was read.
     clean_start: bool,
     _lock: std::fs::File,
+}
+
+/// Removes a name from the busy set when the create or delete ends, however it ends.
+struct BusyGuard<'a> {
+    shared: &'a Shared,
+    name: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.name);
+    }
 }
 
 /// The handle to every topic. Clone it freely.
@@ -151,13 +223,15 @@ pub struct Topics(Arc<Shared>);
 impl Topics {
     /// Opens the data directory: takes its lock, removes leftovers of interrupted creates and
     /// deletes, and opens every topic, recovering active segments if the last stop was unclean.
+    /// Works on a full disk: nothing it must write is needed to serve reads and deletes.
     pub fn open(config: TopicsConfig, metrics: Arc<Metrics>) -> Result<Self, TopicError> {
         let (lock, clean_start) = store::prepare(&config.data_dir)?;
         let shared = Shared {
             config,
+            fs: RealFs::shared(),
             metrics,
             topics: RwLock::new(BTreeMap::new()),
-            writers: std::sync::Mutex::new(Vec::new()),
+            busy: Mutex::new(BTreeMap::new()),
             stop_readers: CancellationToken::new(),
             stop_writers: CancellationToken::new(),
             clean_start,
@@ -165,7 +239,8 @@ impl Topics {
         };
         let this = Self(Arc::new(shared));
         for (name, meta) in store::load_all(&this.0.config.data_dir)? {
-            let topic = this.open_topic(&name, meta.config, meta.created_ms, clean_start)?;
+            let id = meta.id();
+            let topic = this.open_topic(&name, &id, meta.config, meta.created_ms, clean_start)?;
             this.write_map().insert(name, topic);
         }
         Ok(this)
@@ -201,6 +276,7 @@ impl Topics {
     fn open_topic(
         &self,
         name: &str,
+        id: &str,
         config: TopicConfig,
         created_ms: i64,
         clean: bool,
@@ -209,13 +285,13 @@ impl Topics {
         let (changed, _) = watch::channel(0u64);
         let mut partitions = Vec::with_capacity(config.partitions as usize);
         let mut receivers = Vec::new();
-        for id in 0..config.partitions {
-            let pdir = dir.join(id.to_string());
-            let (log, recovery) = PartitionLog::open(&pdir, self.log_config(&config), clean)?;
+        for pid in 0..config.partitions {
+            let pdir = dir.join(pid.to_string());
+            let (log, recovery) = PartitionLog::open(&self.0.fs, &pdir, self.log_config(&config), clean)?;
             if recovery.truncated_bytes > 0 {
                 tracing::warn!(
                     topic = name,
-                    partition = id,
+                    partition = pid,
                     cut_bytes = recovery.truncated_bytes,
                     reason = recovery.reason.as_deref().unwrap_or(""),
                     verified_from = recovery.verified_from,
@@ -225,18 +301,19 @@ impl Topics {
             } else if recovery.index_rebuilt {
                 tracing::info!(
                     topic = name,
-                    partition = id,
+                    partition = pid,
                     verified_from = recovery.verified_from,
                     high_watermark = log.high_watermark(),
                     "verified log tail after unclean stop"
                 );
             }
             let (tx, rx) = mpsc::channel(WRITER_QUEUE_REQUESTS);
-            partitions.push(Arc::new(Partition::new(id, name.to_owned(), log, tx)));
+            partitions.push(Arc::new(Partition::new(pid, name.to_owned(), log, tx)));
             receivers.push(rx);
         }
         let topic = Arc::new(Topic {
             name: name.to_owned(),
+            id: id.to_owned(),
             counters: self.0.metrics.topic(name),
             config: config.clone(),
             created_ms,
@@ -245,10 +322,10 @@ impl Topics {
             next_partition: AtomicU32::new(0),
             stop: self.0.stop_readers.child_token(),
             writer_stop: self.0.stop_writers.child_token(),
+            writers: Mutex::new(Vec::new()),
         });
         let interval = Duration::from_millis(config.fsync_interval_ms.max(1));
-        let mut writers = self.0.writers.lock().unwrap_or_else(|e| e.into_inner());
-        writers.retain(|h| !h.is_finished());
+        let mut writers = Vec::with_capacity(receivers.len());
         for (partition, rx) in topic.partitions.iter().zip(receivers) {
             let notify = topic.changed.clone();
             let on_publish = move || {
@@ -264,22 +341,47 @@ impl Topics {
                 on_publish,
             )));
         }
+        *topic.writers.lock().unwrap_or_else(|e| e.into_inner()) = writers;
         Ok(topic)
     }
 
-    /// Creates a topic; its directory appears whole or not at all.
+    /// Marks `name` busy with `action`, unless it is busy already.
+    fn claim(&self, name: &str, action: &'static str) -> Result<BusyGuard<'_>, TopicError> {
+        let mut busy = self.0.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&action) = busy.get(name) {
+            return Err(TopicError::Busy {
+                topic: name.to_owned(),
+                action,
+            });
+        }
+        busy.insert(name.to_owned(), action);
+        Ok(BusyGuard {
+            shared: &self.0,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Creates a topic; its directory appears whole or not at all. Blocking (file-system
+    /// work): call it off the async workers. Other topics are served meanwhile.
     pub fn create(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>, TopicError> {
         spec::validate_name(name).map_err(TopicError::InvalidName)?;
         config.validate().map_err(TopicError::InvalidConfig)?;
-        // Hold the map's write lock across the rename so two creates of one name cannot race.
-        let mut map = self.write_map();
-        if map.contains_key(name) {
+        let _busy = self.claim(name, "created")?;
+        if self.read_map().contains_key(name) {
             return Err(TopicError::Exists(name.to_owned()));
         }
         let created_ms = now_ms();
-        store::create(&self.0.config.data_dir, name, &config, created_ms)?;
-        let topic = self.open_topic(name, config, created_ms, true)?;
-        map.insert(name.to_owned(), Arc::clone(&topic));
+        let id = new_topic_id();
+        store::create(&self.0.config.data_dir, name, &id, &config, created_ms)?;
+        let topic = match self.open_topic(name, &id, config, created_ms, true) {
+            Ok(t) => t,
+            Err(e) => {
+                // Not half a topic: take the directory away again.
+                let _ = store::delete(&self.0.config.data_dir, name, &id);
+                return Err(e);
+            }
+        };
+        self.write_map().insert(name.to_owned(), Arc::clone(&topic));
         Ok(topic)
     }
 
@@ -294,19 +396,34 @@ impl Topics {
         self.read_map().values().cloned().collect()
     }
 
-    /// Deletes a topic and all its data. Readers holding the topic finish on open files.
-    pub fn delete(&self, name: &str) -> Result<(), TopicError> {
-        let mut map = self.write_map();
-        if !map.contains_key(name) {
-            return Err(TopicError::NotFound(name.to_owned()));
+    /// Deletes a topic and all its data. New requests see it gone at once; appends already
+    /// queued are committed, then every log is closed (nothing of it writes again, wherever its
+    /// path points later) before the directory goes. Readers holding the topic finish on open
+    /// files.
+    pub async fn delete(&self, name: &str) -> Result<(), TopicError> {
+        let busy = self.claim(name, "deleted")?;
+        let topic = self
+            .write_map()
+            .remove(name)
+            .ok_or_else(|| TopicError::NotFound(name.to_owned()))?;
+        for p in &topic.partitions {
+            p.mark_deleted();
         }
-        store::delete(&self.0.config.data_dir, name)?;
-        if let Some(topic) = map.remove(name) {
-            topic.stop.cancel();
-            topic.writer_stop.cancel();
-        }
+        topic.stop.cancel();
+        topic.stop_writers().await;
+        let data_dir = self.0.config.data_dir.clone();
+        let t = Arc::clone(&topic);
+        let removed = tokio::task::spawn_blocking(move || {
+            for p in &t.partitions {
+                p.log_mut().close();
+            }
+            store::delete(&data_dir, &t.name, &t.id)
+        })
+        .await
+        .map_err(|_| TopicError::ShuttingDown)?;
         self.0.metrics.remove_topic(name);
-        Ok(())
+        drop(busy);
+        removed
     }
 
     /// Rolls idle segments and deletes expired ones across all topics.
@@ -320,6 +437,7 @@ impl Topics {
                     let result = log.roll_if_idle(now).and_then(|_| {
                         log.apply_retention(now, topic.config.retention_ms, topic.config.retention_bytes)
                     });
+                    p.refresh(&log);
                     match result {
                         Ok(deleted) if !deleted.is_empty() => tracing::info!(
                             topic = %topic.name, partition = p.id, segments = deleted.len(),
@@ -341,8 +459,8 @@ impl Topics {
     pub async fn shutdown(self) {
         self.0.stop_readers.cancel();
         self.0.stop_writers.cancel();
-        let writers = std::mem::take(&mut *self.0.writers.lock().unwrap_or_else(|e| e.into_inner()));
-        let all = futures::future::join_all(writers);
+        let topics = self.list();
+        let all = futures::future::join_all(topics.iter().map(|t| t.stop_writers()));
         if tokio::time::timeout(Duration::from_secs(10), all).await.is_err() {
             tracing::warn!("writers still busy after 10 s; stopping without the clean-shutdown marker");
             return;

@@ -1,7 +1,8 @@
 //! One partition of a topic: its log behind a lock held briefly, the high watermark readers
-//! wait on, and the channel to its group-commit writer.
+//! wait on, figures anyone may read without that lock, and the channel to its group-commit
+//! writer.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -16,28 +17,53 @@ pub struct AppendRequest {
     pub reply: oneshot::Sender<Result<u64, TopicError>>,
 }
 
+/// Figures of the log kept outside its lock, so that describing a topic or answering a
+/// request's bounds never waits behind a write of the writer.
+#[derive(Debug, Default)]
+struct Figures {
+    log_start_offset: AtomicU64,
+    size_bytes: AtomicU64,
+    segments: AtomicU64,
+}
+
+/// A partition's figures at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionStats {
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+    pub size_bytes: u64,
+    pub segments: u64,
+}
+
 #[derive(Debug)]
 pub struct Partition {
     pub id: u32,
     pub topic: String,
     log: RwLock<PartitionLog>,
     high_watermark: watch::Sender<u64>,
+    figures: Figures,
     writer: mpsc::Sender<AppendRequest>,
     /// Set when an fsync failed: what is on disk is no longer known, so appends stop.
     failed: AtomicBool,
+    /// Set when the topic is deleted: appends answer "deleted" rather than "shutting down".
+    deleted: AtomicBool,
 }
 
 impl Partition {
     pub fn new(id: u32, topic: String, log: PartitionLog, writer: mpsc::Sender<AppendRequest>) -> Self {
         let hw = log.high_watermark();
-        Self {
+        let this = Self {
             id,
             topic,
-            log: RwLock::new(log),
             high_watermark: watch::Sender::new(hw),
+            figures: Figures::default(),
             writer,
             failed: AtomicBool::new(false),
-        }
+            deleted: AtomicBool::new(false),
+            log: RwLock::new(log),
+        };
+        this.refresh(&this.log());
+        this
     }
 
     pub fn log(&self) -> RwLockReadGuard<'_, PartitionLog> {
@@ -46,6 +72,14 @@ impl Partition {
 
     pub fn log_mut(&self) -> RwLockWriteGuard<'_, PartitionLog> {
         self.log.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Copies the log's figures out of its lock; call after every change to the log.
+    pub fn refresh(&self, log: &PartitionLog) {
+        let f = &self.figures;
+        f.log_start_offset.store(log.log_start_offset(), Ordering::Relaxed);
+        f.size_bytes.store(log.size_bytes(), Ordering::Relaxed);
+        f.segments.store(log.segment_count() as u64, Ordering::Relaxed);
     }
 
     pub fn high_watermark(&self) -> u64 {
@@ -69,6 +103,10 @@ impl Partition {
         self.failed.store(true, Ordering::SeqCst);
     }
 
+    pub(super) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::SeqCst);
+    }
+
     /// Appends `records` as one batch and returns its base offset once the topic's fsync policy
     /// holds for it.
     pub async fn append(&self, records: Vec<NewRecord>) -> Result<u64, TopicError> {
@@ -76,11 +114,18 @@ impl Partition {
             return Err(self.storage_failed());
         }
         let (reply, rx) = oneshot::channel();
+        let gone = || {
+            if self.deleted.load(Ordering::SeqCst) {
+                TopicError::Deleted(self.topic.clone())
+            } else {
+                TopicError::ShuttingDown
+            }
+        };
         self.writer
             .send(AppendRequest { records, reply })
             .await
-            .map_err(|_| TopicError::ShuttingDown)?;
-        rx.await.map_err(|_| TopicError::ShuttingDown)?
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     fn storage_failed(&self) -> TopicError {
@@ -114,9 +159,21 @@ impl Partition {
         }
     }
 
-    /// `(log start offset, high watermark)`.
+    /// `(log start offset, high watermark)`, without taking the log's lock.
     pub fn bounds(&self) -> (u64, u64) {
-        let log = self.log();
-        (log.log_start_offset(), log.high_watermark())
+        let s = self.stats();
+        (s.log_start_offset, s.high_watermark)
+    }
+
+    /// The partition's figures, without taking the log's lock.
+    pub fn stats(&self) -> PartitionStats {
+        let f = &self.figures;
+        let high_watermark = self.high_watermark();
+        PartitionStats {
+            log_start_offset: f.log_start_offset.load(Ordering::Relaxed).min(high_watermark),
+            high_watermark,
+            size_bytes: f.size_bytes.load(Ordering::Relaxed),
+            segments: f.segments.load(Ordering::Relaxed),
+        }
     }
 }

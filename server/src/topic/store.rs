@@ -17,8 +17,19 @@ const CLEAN_MARKER: &str = ".clean-shutdown";
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TopicMeta {
     pub name: String,
+    /// The incarnation id; topics of versions before ids have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub created_ms: i64,
     pub config: TopicConfig,
+}
+
+impl TopicMeta {
+    /// The incarnation id: the stored one, or for older topics one derived from the creation
+    /// time (stable across restarts, and different for a topic created again later).
+    pub fn id(&self) -> String {
+        self.id.clone().unwrap_or_else(|| format!("{:016x}", self.created_ms))
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
@@ -47,7 +58,12 @@ pub fn prepare(data: &Path) -> Result<(File, bool), TopicError> {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
     }
     let lock_path = data.join(".lock");
-    let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
     if lock.try_lock().is_err() {
         return Err(TopicError::StorageFailed {
             topic: String::new(),
@@ -94,21 +110,24 @@ pub fn load_all(data: &Path) -> Result<Vec<(String, TopicMeta)>, TopicError> {
     Ok(out)
 }
 
-/// Builds the topic directory under `staging/` and renames it into `topics/`.
-pub fn create(data: &Path, name: &str, config: &TopicConfig, created_ms: i64) -> Result<(), TopicError> {
+/// Builds the topic directory under `staging/ID` and renames it into `topics/NAME`.
+pub fn create(data: &Path, name: &str, id: &str, config: &TopicConfig, created_ms: i64) -> Result<(), TopicError> {
     let final_dir = topic_dir(data, name);
     if final_dir.exists() {
         return Err(TopicError::Exists(name.to_owned()));
     }
-    let staging = data.join("staging").join(name);
+    let staging = data.join("staging").join(id);
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(io(&staging))?;
     for p in 0..config.partitions {
         let pdir = staging.join(p.to_string());
         fs::create_dir(&pdir).map_err(io(&pdir))?;
     }
+    // The partition directories' names are durable with the sync of `staging` below; the
+    // files the log creates in them are made durable by the log itself before they are used.
     let meta = TopicMeta {
         name: name.to_owned(),
+        id: Some(id.to_owned()),
         created_ms,
         config: config.clone(),
     };
@@ -121,10 +140,12 @@ pub fn create(data: &Path, name: &str, config: &TopicConfig, created_ms: i64) ->
     sync_dir(&data.join("topics"))
 }
 
-/// Moves the topic to `trash/` (atomic), then removes it.
-pub fn delete(data: &Path, name: &str) -> Result<(), TopicError> {
+/// Moves the topic to `trash/ID` (atomic), then removes it. The trash name is the incarnation
+/// id, not the topic name: `NAME.<suffix>` would pass the file-name limit for long names.
+pub fn delete(data: &Path, name: &str, id: &str) -> Result<(), TopicError> {
     let from = topic_dir(data, name);
-    let to = data.join("trash").join(format!("{name}.{}", super::now_ms()));
+    let to = data.join("trash").join(id);
+    let _ = fs::remove_dir_all(&to);
     fs::rename(&from, &to).map_err(io(&from))?;
     sync_dir(&data.join("topics"))?;
     fs::remove_dir_all(&to).map_err(io(&to))

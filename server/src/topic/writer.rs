@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::partition::{AppendRequest, Partition};
 use super::spec::FsyncPolicy;
 use super::{TopicError, now_ms};
+use crate::log::LogError;
 use crate::metrics::Metrics;
 
 /// Requests one group may gather: bounds the latency a group adds to its first request.
@@ -112,6 +113,8 @@ async fn commit(
                         Ok(a.base_offsets)
                     }
                     Err(e) => {
+                        // After a failed fsync the kernel may have dropped the dirty pages: what
+                        // the file holds is unknown until recovery reads it again.
                         tracing::error!(topic = %p.topic, partition = p.id, error = %e, "fsync failed; partition stops taking appends");
                         p.mark_failed();
                         Err(TopicError::StorageFailed {
@@ -123,19 +126,15 @@ async fn commit(
                 }
             }
             Ok(a) => Ok(a.base_offsets),
-            Err(e) => {
-                tracing::error!(topic = %p.topic, partition = p.id, error = %e, "append failed");
-                Err(TopicError::StorageFailed {
-                    topic: p.topic.clone(),
-                    partition: p.id,
-                    reason: e.to_string(),
-                })
-            }
+            Err(e) => Err(append_error(&p, e)),
         };
-        if result.is_ok() {
+        {
             let mut log = p.log_mut();
-            log.publish();
-            p.set_high_watermark(log.high_watermark());
+            if result.is_ok() {
+                log.publish();
+                p.set_high_watermark(log.high_watermark());
+            }
+            p.refresh(&log);
         }
         (group, result)
     });
@@ -163,15 +162,36 @@ async fn commit(
     }
 }
 
+/// What a failed append tells the producer: a full disk and a deleted topic are the
+/// producer's to handle (wait, free space, stop); anything else is the broker's fault.
+fn append_error(p: &Partition, e: LogError) -> TopicError {
+    if e.is_disk_full() {
+        tracing::warn!(topic = %p.topic, partition = p.id, error = %e, "append refused: the disk is full");
+        return TopicError::DiskFull {
+            topic: p.topic.clone(),
+            partition: p.id,
+            detail: e.to_string(),
+        };
+    }
+    if matches!(e, LogError::Closed { .. }) {
+        return TopicError::Deleted(p.topic.clone());
+    }
+    tracing::error!(topic = %p.topic, partition = p.id, error = %e, "append failed");
+    TopicError::StorageFailed {
+        topic: p.topic.clone(),
+        partition: p.id,
+        reason: e.to_string(),
+    }
+}
+
 /// Moves the partition's recovery point to where its active segment stands. `durable`: the
 /// log was fsynced up to here. Failing only costs a longer scan after a crash, so it is logged.
 fn write_recovery_point(partition: &Partition, durable: bool) -> bool {
-    let (point, dir) = {
-        let log = partition.log();
-        (log.recovery_point(durable), log.dir().to_owned())
-    };
-    match point.and_then(|p| p.write(&dir)) {
+    // Under the log's lock: a delete closes the log under the same lock, so the point can
+    // never land in the directory of a new topic of the same name.
+    match partition.log().write_recovery_point(durable) {
         Ok(()) => true,
+        Err(LogError::Closed { .. }) => false,
         Err(e) => {
             tracing::warn!(topic = %partition.topic, partition = partition.id, error = %e, "cannot write the recovery point");
             false

@@ -2,6 +2,10 @@ use super::*;
 use crate::log::batch::records;
 use crate::log::recovery_point::RecoveryPoint;
 
+fn real() -> crate::log::FsRef {
+    crate::log::RealFs::shared()
+}
+
 fn config(segment_bytes: u64) -> LogConfig {
     LogConfig {
         segment_bytes,
@@ -63,7 +67,7 @@ fn read_all(log: &PartitionLog, from: u64) -> Vec<(u64, Vec<u8>)> {
 #[test]
 fn consume_across_segment_roll_returns_contiguous_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = PartitionLog::open(dir.path(), config(2_000), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(2_000), true).unwrap();
     fill(&mut log, 0, 300, 7);
     assert!(
         log.segment_count() > 5,
@@ -81,10 +85,10 @@ fn consume_across_segment_roll_returns_contiguous_offsets() {
 fn reopen_after_clean_shutdown_keeps_every_record_and_continues_offsets() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (mut log, _) = PartitionLog::open(dir.path(), config(3_000), true).unwrap();
+        let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(3_000), true).unwrap();
         fill(&mut log, 0, 100, 3);
     }
-    let (mut log, recovery) = PartitionLog::open(dir.path(), config(3_000), true).unwrap();
+    let (mut log, recovery) = PartitionLog::open(&real(), dir.path(), config(3_000), true).unwrap();
     assert_eq!(recovery, Recovery::default());
     assert_eq!(log.high_watermark(), 100);
     fill(&mut log, 100, 10, 10);
@@ -94,7 +98,7 @@ fn reopen_after_clean_shutdown_keeps_every_record_and_continues_offsets() {
 #[test]
 fn unpublished_records_are_invisible_to_readers() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 20), true).unwrap();
     fill(&mut log, 0, 5, 5);
     log.append(&[&[rec(5)]], 0).unwrap();
     assert_eq!(log.high_watermark(), 5);
@@ -107,7 +111,7 @@ fn unpublished_records_are_invisible_to_readers() {
 #[test]
 fn reads_outside_the_log_name_start_and_high_watermark() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 20), true).unwrap();
     fill(&mut log, 0, 3, 3);
     let err = log.read(4, 100, &mut Vec::new()).unwrap_err();
     assert!(
@@ -126,7 +130,7 @@ fn reads_outside_the_log_name_start_and_high_watermark() {
 #[test]
 fn retention_by_bytes_deletes_oldest_whole_segments_and_moves_log_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = PartitionLog::open(dir.path(), config(2_000), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(2_000), true).unwrap();
     fill(&mut log, 0, 200, 5);
     let before = log.segment_count();
     let deleted = log.apply_retention(0, None, Some(5_000)).unwrap();
@@ -145,7 +149,7 @@ fn retention_by_bytes_deletes_oldest_whole_segments_and_moves_log_start() {
 #[test]
 fn retention_by_age_spares_the_active_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = PartitionLog::open(dir.path(), config(2_000), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(2_000), true).unwrap();
     fill(&mut log, 0, 100, 5);
     let deleted = log.apply_retention(10_000_000, Some(1_000), None).unwrap();
     assert_eq!(log.segment_count(), 1, "every sealed segment expired");
@@ -160,7 +164,7 @@ fn idle_segment_rolls_by_age_so_retention_can_reach_it() {
         segment_ms: 50,
         ..config(1 << 20)
     };
-    let (mut log, _) = PartitionLog::open(dir.path(), cfg, true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), cfg, true).unwrap();
     log.append(&[&[rec(0)]], 1_000).unwrap();
     log.publish();
     assert!(!log.roll_if_idle(1_020).unwrap());
@@ -176,7 +180,7 @@ fn idle_segment_rolls_by_age_so_retention_can_reach_it() {
 #[test]
 fn recovery_cuts_a_torn_last_batch_at_every_byte_and_keeps_the_prefix() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 20), true).unwrap();
     fill(&mut log, 0, 40, 4);
     let good = log.active.size();
     let last: Vec<_> = (40..45).map(rec).collect();
@@ -187,21 +191,21 @@ fn recovery_cuts_a_torn_last_batch_at_every_byte_and_keeps_the_prefix() {
     let bytes = std::fs::read(&path).unwrap();
     for cut in good..full {
         std::fs::write(&path, &bytes[..cut as usize]).unwrap();
-        let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+        let (log, recovery) = PartitionLog::open(&real(), dir.path(), config(1 << 20), false).unwrap();
         assert_eq!(log.high_watermark(), 40, "cut at {cut}");
         assert_eq!(recovery.truncated_bytes, cut - good, "cut at {cut}");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
         assert_eq!(read_all(&log, 0).len(), 40);
     }
     std::fs::write(&path, &bytes).unwrap();
-    let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    let (log, recovery) = PartitionLog::open(&real(), dir.path(), config(1 << 20), false).unwrap();
     assert_eq!((log.high_watermark(), recovery.truncated_bytes), (45, 0));
 }
 
 #[test]
 fn recovery_truncates_at_a_corrupt_batch_in_the_middle() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 20), true).unwrap();
     fill(&mut log, 0, 10, 2);
     let mut buf = Vec::new();
     log.read(4, 1, &mut buf).unwrap();
@@ -211,7 +215,7 @@ fn recovery_truncates_at_a_corrupt_batch_in_the_middle() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[third as usize + 70] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
-    let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    let (log, recovery) = PartitionLog::open(&real(), dir.path(), config(1 << 20), false).unwrap();
     assert_eq!(log.high_watermark(), 4);
     assert!(recovery.reason.unwrap().contains("checksum"));
 }
@@ -219,7 +223,7 @@ fn recovery_truncates_at_a_corrupt_batch_in_the_middle() {
 #[test]
 fn recovery_rebuilds_an_index_that_disagrees_with_its_log() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 20), true).unwrap();
     fill(&mut log, 0, 200, 3);
     drop(log);
     let index = dir.path().join(format!("{:020}.index", 0));
@@ -227,7 +231,7 @@ fn recovery_rebuilds_an_index_that_disagrees_with_its_log() {
     // Point the third entry at a wrong position.
     bytes[2 * 8 + 4..2 * 8 + 8].copy_from_slice(&7u32.to_be_bytes());
     std::fs::write(&index, &bytes).unwrap();
-    let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    let (log, recovery) = PartitionLog::open(&real(), dir.path(), config(1 << 20), false).unwrap();
     assert!(recovery.index_rebuilt);
     assert_eq!(recovery.truncated_bytes, 0);
     let got = read_all(&log, 0);
@@ -240,22 +244,22 @@ fn recovery_rebuilds_an_index_that_disagrees_with_its_log() {
 #[test]
 fn offset_for_timestamp_finds_a_lower_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = PartitionLog::open(dir.path(), config(3_000), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(3_000), true).unwrap();
     fill(&mut log, 0, 200, 4);
     for target in [0u64, 17, 120, 199] {
-        let at = log.offset_for_timestamp(1_000_000 + target as i64);
+        let at = log.offset_for_timestamp(1_000_000 + target as i64).unwrap();
         assert!(at <= target, "lower bound {at} for record {target}");
     }
-    assert_eq!(log.offset_for_timestamp(i64::MAX), 200);
+    assert_eq!(log.offset_for_timestamp(i64::MAX).unwrap(), 200);
 }
 
 /// Fills a partition, records its recovery point, appends more and tears the last batch:
 /// the state a crash leaves. Returns (point, offsets that must survive, log path, torn bytes).
 fn crash_after_a_recovery_point(dir: &Path, durable: bool) -> (RecoveryPoint, u64, u64) {
-    let (mut log, _) = PartitionLog::open(dir, config(1 << 20), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir, config(1 << 20), true).unwrap();
     fill(&mut log, 0, 300, 3);
     let point = log.recovery_point(durable).unwrap();
-    point.write(dir).unwrap();
+    point.write(&real(), dir).unwrap();
     fill(&mut log, 300, 60, 4);
     let good = log.active.size();
     let torn: Vec<_> = (360..365).map(rec).collect();
@@ -273,7 +277,7 @@ fn recovery_starts_at_the_recovery_point_and_still_cuts_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let (point, survive, torn) = crash_after_a_recovery_point(dir.path(), false);
     assert!(point.position > 0 && point.index_entries > 0);
-    let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    let (log, recovery) = PartitionLog::open(&real(), dir.path(), config(1 << 20), false).unwrap();
     assert_eq!(recovery.verified_from, point.position, "the scan starts at the point");
     assert_eq!(recovery.truncated_bytes, torn);
     assert_eq!(log.high_watermark(), survive);
@@ -288,7 +292,7 @@ fn recovery_starts_at_the_recovery_point_and_still_cuts_a_torn_tail() {
     assert!(now.index_entries > point.index_entries, "{now:?}");
     // Reopened, the log appends where it stopped.
     drop(log);
-    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20), true).unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 20), true).unwrap();
     fill(&mut log, survive, 5, 5);
     assert_eq!(read_all(&log, 0).len() as u64, survive + 5);
 }
@@ -314,8 +318,8 @@ fn a_recovery_point_that_does_not_fit_the_segment_is_ignored() {
         RecoveryPoint { position: 100, ..point },
     ];
     for p in bad {
-        p.write(dir.path()).unwrap();
-        let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+        p.write(&real(), dir.path()).unwrap();
+        let (log, recovery) = PartitionLog::open(&real(), dir.path(), config(1 << 20), false).unwrap();
         assert_eq!(recovery.verified_from, 0, "{p:?} must not be used");
         assert_eq!(log.high_watermark(), survive);
         assert_eq!(read_all(&log, 0).len() as u64, survive);
@@ -330,8 +334,8 @@ fn a_page_cache_recovery_point_from_another_boot_is_not_trusted() {
         boot_id: [1; 16],
         ..point
     };
-    other_boot.write(dir.path()).unwrap();
-    let (_, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    other_boot.write(&real(), dir.path()).unwrap();
+    let (_, recovery) = PartitionLog::open(&real(), dir.path(), config(1 << 20), false).unwrap();
     assert_eq!(recovery.verified_from, 0, "after a reboot only fsynced points count");
 
     let dir = tempfile::tempdir().unwrap();
@@ -340,9 +344,9 @@ fn a_page_cache_recovery_point_from_another_boot_is_not_trusted() {
         boot_id: [1; 16],
         ..point
     }
-    .write(dir.path())
+    .write(&real(), dir.path())
     .unwrap();
-    let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), false).unwrap();
+    let (log, recovery) = PartitionLog::open(&real(), dir.path(), config(1 << 20), false).unwrap();
     assert_eq!(
         recovery.verified_from, point.position,
         "a durable point survives a reboot"
