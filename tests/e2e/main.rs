@@ -11,6 +11,7 @@ mod fetch;
 mod harness;
 mod languages;
 mod ops;
+mod processor_lifecycle;
 mod processor_test;
 mod processors;
 mod produce;

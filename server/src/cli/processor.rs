@@ -354,9 +354,10 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         memory_bytes_max: args.memory_bytes_max,
         ..GuestLimits::default()
     };
-    let mut guest = runtime.instantiate(&module, limits, &args.topic, log)?;
-    guest
-        .init(&args.config)
+    // Called on a blocking thread of the CLI's runtime: run the guest's async calls there.
+    let rt = tokio::runtime::Handle::current();
+    let mut guest = rt.block_on(runtime.instantiate(&module, limits, &args.topic, log))?;
+    rt.block_on(guest.init(&args.config))
         .map_err(|e| anyhow::anyhow!("init rejected the config: {e}"))?;
 
     let mut records = Vec::new();
@@ -390,7 +391,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
                 headers: h,
             })
             .collect();
-        let result = guest.process(0, &inputs)?;
+        let result = rt.block_on(guest.process(0, &inputs))?;
         for e in &result.emitted {
             writeln!(out, "{}", record_json(&e.record, e.output, base + u64::from(e.input)))?;
         }

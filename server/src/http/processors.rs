@@ -42,12 +42,12 @@ pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Res
 }
 
 pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ProcessorView>, ApiError> {
-    state.processors.set_paused(&name, true)?;
+    state.processors.set_paused(&name, true).await?;
     Ok(Json(state.processors.view(&name)?))
 }
 
 pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ProcessorView>, ApiError> {
-    state.processors.set_paused(&name, false)?;
+    state.processors.set_paused(&name, false).await?;
     Ok(Json(state.processors.view(&name)?))
 }
 

@@ -16,12 +16,36 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProcessorError>
         .and_then(|()| f.sync_all())
         .map_err(|e| ProcessorError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| ProcessorError::io(path, e))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| ProcessorError::io(dir, e))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Fsyncs a directory, so the names created, renamed or removed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<(), ProcessorError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ProcessorError::io(dir, e))
+}
+
+/// Creates `dir` and any missing parents, each made durable in its own parent.
+pub fn create_dir_durable(dir: &Path) -> Result<(), ProcessorError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durable(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(ProcessorError::io(dir, e)),
+    }
+    match dir.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
 }
 
 /// A committed input offset, durable across crashes.
@@ -54,6 +78,7 @@ fn decode_slot(b: &[u8]) -> Option<(u64, u64)> {
 
 impl OffsetFile {
     pub fn open(path: &Path) -> Result<Self, ProcessorError> {
+        let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -61,6 +86,9 @@ impl OffsetFile {
             .truncate(false)
             .open(path)
             .map_err(|e| ProcessorError::io(path, e))?;
+        if !existed && let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
         let mut buf = [0u8; SLOT_BYTES * 2];
         let len = file.read_at(&mut buf, 0).map_err(|e| ProcessorError::io(path, e))?;
         let mut best: Option<(u64, u64)> = None;

@@ -2,25 +2,30 @@
 //!
 //! [`Processors`] is the handle the HTTP layer holds. It stores modules ([`modules`]) and
 //! deployments (`DATA/processors/NAME/processor.json`, with committed input offsets in
-//! `offsets/P.offset`), and runs each deployment with a [`runner`]: one task per input
-//! partition, one guest instance each.
+//! `offsets/TOPIC_ID/P.offset`), and runs each deployment with a [`runner`]: one task per input
+//! partition, one guest instance each, on the guests' own threads.
+//!
+//! Lifecycle: each processor name has one owner, its slot. Deploy, pause, resume and delete
+//! hold the slot's lock for their whole run, so they happen one at a time per name; each checks
+//! everything before it changes anything ([`start`]), and stops the running tasks, waiting for
+//! them, before it starts their successors. Readers (status, list, logs) never wait for an
+//! operation: they read what the last one published.
 
 pub mod files;
 pub mod function_cache;
 pub mod modules;
 pub mod runner;
 pub mod spec;
+mod start;
 pub mod status;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use start::{Published, Running};
 
 use crate::topic::{TopicError, Topics};
 use crate::wasm::ModuleError;
@@ -56,18 +61,6 @@ impl ProcessorError {
             message: e.to_string(),
         }
     }
-}
-
-/// One deployed processor and its running tasks.
-struct Deployed {
-    stored: Stored,
-    status: Arc<Status>,
-    stop: CancellationToken,
-    paused: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    /// Committed offset and instance memory, per input partition.
-    gauges: Vec<Arc<runner::PartitionGauges>>,
-    input: Option<Arc<crate::topic::Topic>>,
 }
 
 /// A processor as `GET /v1/processors/{name}` shows it.
@@ -107,11 +100,35 @@ pub struct Latency {
     pub max: f64,
 }
 
+/// The owner of one processor name.
+#[derive(Default)]
+struct Slot {
+    /// Held for a whole lifecycle operation; holds the running tasks.
+    running: Arc<tokio::sync::Mutex<Option<Running>>>,
+    /// What readers see; `None` until the first deploy succeeds.
+    published: Mutex<Option<Published>>,
+    /// Set once a delete (or a failed first deploy) took the slot out of the map: whoever
+    /// waited for its lock looks the name up again.
+    removed: AtomicBool,
+}
+
+impl Slot {
+    fn published(&self) -> Option<Published> {
+        self.published.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn publish(&self, p: Option<Published>) {
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+}
+
+type Owned = tokio::sync::OwnedMutexGuard<Option<Running>>;
+
 struct Inner {
     dir: PathBuf,
     topics: Topics,
     modules: ModuleStore,
-    deployed: Mutex<BTreeMap<String, Deployed>>,
+    slots: Mutex<BTreeMap<String, Arc<Slot>>>,
 }
 
 /// The handle to every processor. Clone it freely.
@@ -122,12 +139,12 @@ impl Processors {
     /// Loads every stored deployment and starts it.
     pub async fn open(data_dir: &Path, topics: Topics, modules: ModuleStore) -> Result<Self, ProcessorError> {
         let dir = data_dir.join("processors");
-        std::fs::create_dir_all(&dir).map_err(|e| ProcessorError::io(&dir, e))?;
+        files::create_dir_durable(&dir)?;
         let this = Self(Arc::new(Inner {
             dir: dir.clone(),
             topics,
             modules,
-            deployed: Mutex::new(BTreeMap::new()),
+            slots: Mutex::new(BTreeMap::new()),
         }));
         for entry in std::fs::read_dir(&dir)
             .map_err(|e| ProcessorError::io(&dir, e))?
@@ -138,7 +155,11 @@ impl Processors {
             let Ok(text) = std::fs::read(&path) else { continue };
             let stored: Stored = serde_json::from_slice(&text)
                 .map_err(|e| ProcessorError::Corrupt(format!("{}: {e}", path.display())))?;
-            this.start(&name, stored).await;
+            let (slot, mut running) = this.owner(&name, true).await?;
+            let status = Arc::new(Status::new(stored.paused));
+            let (r, p) = this.start(&name, &stored, status).await;
+            *running = r;
+            slot.publish(Some(p));
         }
         Ok(this)
     }
@@ -147,168 +168,108 @@ impl Processors {
         &self.0.modules
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Deployed>> {
-        self.0.deployed.lock().unwrap_or_else(|e| e.into_inner())
+    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Slot>>> {
+        self.0.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts runners for `stored` (replacing nothing: the caller stopped any old ones). A
-    /// deployment that cannot start (module or topic gone) is kept, in state `failed`.
-    async fn start(&self, name: &str, stored: Stored) {
-        let status = Arc::new(Status::new(stored.paused));
-        let stop = CancellationToken::new();
-        let (paused, paused_rx) = watch::channel(stored.paused);
-        let mut d = Deployed {
-            stored: stored.clone(),
-            status: Arc::clone(&status),
-            stop: stop.clone(),
-            paused,
-            tasks: Vec::new(),
-            gauges: Vec::new(),
-            input: None,
-        };
-        match self.prepare(name, &stored.spec, status, stop, paused_rx).await {
-            Ok(ctx) => {
-                d.input = Some(Arc::clone(&ctx.input));
-                for p in &ctx.input.partitions {
-                    let gauges = Arc::new(runner::PartitionGauges::default());
-                    d.gauges.push(Arc::clone(&gauges));
-                    d.tasks.push(tokio::spawn(runner::run_partition(
-                        Arc::clone(&ctx),
-                        Arc::clone(p),
-                        gauges,
-                    )));
+    /// Becomes the owner of `name` for one operation: its slot (made if `create`) and the
+    /// slot's lock, waiting for any operation in flight on that name (and only that name).
+    async fn owner(&self, name: &str, create: bool) -> Result<(Arc<Slot>, Owned), ProcessorError> {
+        loop {
+            let slot = {
+                let mut slots = self.slots();
+                match slots.get(name) {
+                    Some(s) => Arc::clone(s),
+                    None if create => Arc::clone(slots.entry(name.to_owned()).or_default()),
+                    None => return Err(ProcessorError::NotFound(name.to_owned())),
                 }
-                tracing::info!(processor = name, partitions = d.tasks.len(), "processor started");
-            }
-            Err(e) => {
-                tracing::error!(processor = name, error = %e, "processor cannot start");
-                d.status.set_error(e.to_string(), true);
+            };
+            let guard = Arc::clone(&slot.running).lock_owned().await;
+            if !slot.removed.load(Ordering::SeqCst) {
+                return Ok((slot, guard));
             }
         }
-        self.lock().insert(name.to_owned(), d);
     }
 
-    async fn prepare(
-        &self,
-        name: &str,
-        spec: &ProcessorSpec,
-        status: Arc<Status>,
-        stop: CancellationToken,
-        paused: watch::Receiver<bool>,
-    ) -> Result<Arc<runner::Ctx>, ProcessorError> {
-        let topics = &self.0.topics;
-        let input = topics.get(&spec.input)?;
-        let outputs = spec
-            .outputs
-            .iter()
-            .map(|o| topics.get(o))
-            .collect::<Result<Vec<_>, _>>()?;
-        let dead_letter = match spec.on_error {
-            OnError::DeadLetter => {
-                let dlq = spec.dead_letter_topic(name);
-                Some(match topics.get(&dlq) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        let (topics, dlq2) = (topics.clone(), dlq.clone());
-                        let config = crate::topic::TopicConfig {
-                            partitions: 1,
-                            ..input.config.clone()
-                        };
-                        match tokio::task::spawn_blocking(move || topics.create(&dlq2, config)).await {
-                            Ok(Ok(t)) => t,
-                            Ok(Err(TopicError::Exists(_))) => self.0.topics.get(&dlq)?,
-                            Ok(Err(e)) => return Err(e.into()),
-                            Err(_) => return Err(TopicError::ShuttingDown.into()),
-                        }
-                    }
-                })
-            }
-            _ => None,
-        };
-        let modules = self.0.modules.clone();
-        let id = spec.module.clone();
-        let module = tokio::task::spawn_blocking(move || modules.compiled(&id))
-            .await
-            .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))??;
-        let offsets_dir = self.0.dir.join(name).join("offsets");
-        std::fs::create_dir_all(&offsets_dir).map_err(|e| ProcessorError::io(&offsets_dir, e))?;
-        Ok(Arc::new(runner::Ctx {
-            name: name.to_owned(),
-            spec: spec.clone(),
-            status,
-            runtime: self.0.modules.runtime().clone(),
-            module,
-            input,
-            outputs,
-            dead_letter,
-            offsets_dir,
-            stop,
-            paused,
-        }))
-    }
-
-    /// Stops a processor's tasks and waits for them (their in-flight batch finishes).
-    async fn halt(&self, name: &str) -> Option<Deployed> {
-        let d = self.lock().remove(name)?;
-        d.stop.cancel();
-        let mut d = d;
-        for t in std::mem::take(&mut d.tasks) {
-            let _ = t.await;
+    /// Takes `slot` out of the map (its owner calls this, holding its lock).
+    fn forget(&self, name: &str, slot: &Arc<Slot>) {
+        slot.removed.store(true, Ordering::SeqCst);
+        let mut slots = self.slots();
+        if slots.get(name).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(name);
         }
-        Some(d)
     }
 
-    /// Creates or redeploys `name`. A redeploy keeps committed offsets unless the input topic
-    /// changed. Returns whether it was created.
+    /// Creates or redeploys `name`. A redeploy keeps committed offsets (for the same input
+    /// topic incarnation). Returns whether it was created. Every check runs before the running
+    /// processor is touched: an error leaves it as it was.
     pub async fn deploy(&self, name: &str, spec: ProcessorSpec) -> Result<bool, ProcessorError> {
         crate::topic::spec::validate_name(name).map_err(ProcessorError::InvalidName)?;
         spec.validate().map_err(ProcessorError::InvalidSpec)?;
-        self.0.modules.info(&spec.module)?;
-        let topics = &self.0.topics;
-        topics.get(&spec.input)?;
-        for o in &spec.outputs {
-            topics.get(o).map_err(|_| {
-                ProcessorError::InvalidSpec(format!("output topic '{o}' does not exist; create it first"))
-            })?;
+        let (slot, mut running) = self.owner(name, true).await?;
+        let old = slot.published();
+        if let Err(e) = self.check_deploy(name, &spec).await {
+            if old.is_none() {
+                self.forget(name, &slot);
+            }
+            return Err(e);
         }
-        let dir = self.0.dir.join(name);
-        std::fs::create_dir_all(&dir).map_err(|e| ProcessorError::io(&dir, e))?;
-        let old = self.halt(name).await;
+        if let Some(r) = running.take() {
+            r.halt().await;
+        }
         let now = crate::topic::now_ms();
-        let created = old.is_none();
-        let (created_ms, paused) = old
-            .as_ref()
-            .map_or((now, false), |d| (d.stored.created_ms, d.stored.paused));
-        if old.as_ref().is_some_and(|d| d.stored.spec.input != spec.input) {
-            let _ = std::fs::remove_dir_all(dir.join("offsets"));
-        }
         let stored = Stored {
             spec,
-            paused,
-            created_ms,
+            paused: old.as_ref().is_some_and(|p| p.stored.paused),
+            created_ms: old.as_ref().map_or(now, |p| p.stored.created_ms),
             updated_ms: now,
         };
-        self.save(name, &stored)?;
-        self.start(name, stored).await;
-        Ok(created)
+        if let Err(e) = self.save(name, &stored).await {
+            // Nothing was written: the old deployment (if any) runs again as it was.
+            if let Some(old) = &old {
+                let (r, p) = self.start(name, &old.stored, Arc::clone(&old.status)).await;
+                *running = r;
+                slot.publish(Some(p));
+            } else {
+                self.forget(name, &slot);
+            }
+            return Err(e);
+        }
+        let status = Arc::new(Status::new(stored.paused));
+        let (r, p) = self.start(name, &stored, status).await;
+        *running = r;
+        slot.publish(Some(p));
+        Ok(old.is_none())
     }
 
-    fn save(&self, name: &str, stored: &Stored) -> Result<(), ProcessorError> {
+    async fn save(&self, name: &str, stored: &Stored) -> Result<(), ProcessorError> {
         let json = serde_json::to_vec_pretty(stored).expect("processor serializes");
-        files::write_atomically(&self.0.dir.join(name).join("processor.json"), &json)
+        let dir = self.0.dir.join(name);
+        tokio::task::spawn_blocking(move || {
+            files::create_dir_durable(&dir)?;
+            files::write_atomically(&dir.join("processor.json"), &json)
+        })
+        .await
+        .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
     }
 
     pub fn view(&self, name: &str) -> Result<ProcessorView, ProcessorError> {
-        let map = self.lock();
-        let d = map.get(name).ok_or_else(|| ProcessorError::NotFound(name.to_owned()))?;
-        Ok(Self::view_of(name, d))
+        let slot = self.slots().get(name).cloned();
+        let p = slot
+            .and_then(|s| s.published())
+            .ok_or_else(|| ProcessorError::NotFound(name.to_owned()))?;
+        Ok(Self::view_of(name, &p))
     }
 
     pub fn list(&self) -> Vec<ProcessorView> {
-        self.lock().iter().map(|(n, d)| Self::view_of(n, d)).collect()
+        let slots: Vec<(String, Arc<Slot>)> = self.slots().iter().map(|(n, s)| (n.clone(), Arc::clone(s))).collect();
+        slots
+            .iter()
+            .filter_map(|(n, s)| s.published().map(|p| Self::view_of(n, &p)))
+            .collect()
     }
 
-    fn view_of(name: &str, d: &Deployed) -> ProcessorView {
+    fn view_of(name: &str, d: &Published) -> ProcessorView {
         let (state, last_error) = d.status.state();
         let (p50, p99, max) = d.status.latency_ms();
         let lag = match &d.input {
@@ -348,29 +309,47 @@ impl Processors {
         }
     }
 
-    /// Pauses or resumes; persisted so a restart keeps it.
-    pub fn set_paused(&self, name: &str, paused: bool) -> Result<(), ProcessorError> {
-        let mut map = self.lock();
-        let d = map
-            .get_mut(name)
-            .ok_or_else(|| ProcessorError::NotFound(name.to_owned()))?;
-        d.stored.paused = paused;
-        d.stored.updated_ms = crate::topic::now_ms();
-        let stored = d.stored.clone();
-        let _ = d.paused.send(paused);
-        if d.status.state().0 != State::Failed {
-            d.status.set_state(if paused { State::Paused } else { State::Running });
+    /// Pauses or resumes; persisted so a restart keeps it. The tasks stop (a call in flight is
+    /// dropped and runs again later) and start again from the stored deployment, so a resume
+    /// also retries a processor that had failed (after its topics were fixed, say).
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), ProcessorError> {
+        let (slot, mut running) = self.owner(name, false).await?;
+        let Some(mut p) = slot.published() else {
+            return Err(ProcessorError::NotFound(name.to_owned()));
+        };
+        p.stored.paused = paused;
+        p.stored.updated_ms = crate::topic::now_ms();
+        self.save(name, &p.stored).await?;
+        if let Some(r) = running.take() {
+            r.halt().await;
         }
-        drop(map);
-        self.save(name, &stored)
+        p.status.restart(paused);
+        let (r, p) = self.start(name, &p.stored, Arc::clone(&p.status)).await;
+        *running = r;
+        slot.publish(Some(p));
+        Ok(())
     }
 
+    /// Stops the processor (a call in flight is interrupted) and removes it with its offsets.
     pub async fn delete(&self, name: &str) -> Result<(), ProcessorError> {
-        self.halt(name)
-            .await
-            .ok_or_else(|| ProcessorError::NotFound(name.to_owned()))?;
+        let (slot, mut running) = self.owner(name, false).await?;
+        if slot.published().is_none() {
+            return Err(ProcessorError::NotFound(name.to_owned()));
+        }
+        if let Some(r) = running.take() {
+            r.halt().await;
+        }
         let dir = self.0.dir.join(name);
-        std::fs::remove_dir_all(&dir).map_err(|e| ProcessorError::io(&dir, e))
+        let parent = self.0.dir.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            std::fs::remove_dir_all(&dir).map_err(|e| ProcessorError::io(&dir, e))?;
+            files::sync_dir(&parent)
+        })
+        .await
+        .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?;
+        slot.publish(None);
+        self.forget(name, &slot);
+        removed
     }
 
     /// Kept log lines and a receiver for new ones.
@@ -378,16 +357,22 @@ impl Processors {
         &self,
         name: &str,
     ) -> Result<(Vec<LogLine>, tokio::sync::broadcast::Receiver<LogLine>), ProcessorError> {
-        let map = self.lock();
-        let d = map.get(name).ok_or_else(|| ProcessorError::NotFound(name.to_owned()))?;
-        Ok(d.status.subscribe())
+        let slot = self.slots().get(name).cloned();
+        let p = slot
+            .and_then(|s| s.published())
+            .ok_or_else(|| ProcessorError::NotFound(name.to_owned()))?;
+        Ok(p.status.subscribe())
     }
 
-    /// Stops every processor, letting in-flight batches finish and commit.
+    /// Stops every processor, letting in-flight appends and commits finish.
     pub async fn shutdown(&self) {
-        let names: Vec<String> = self.lock().keys().cloned().collect();
+        let names: Vec<String> = self.slots().keys().cloned().collect();
         for name in names {
-            self.halt(&name).await;
+            if let Ok((_, mut running)) = self.owner(&name, false).await
+                && let Some(r) = running.take()
+            {
+                r.halt().await;
+            }
         }
     }
 }

@@ -124,8 +124,11 @@ impl ModuleStore {
                 let bytes =
                     std::fs::read(self.path(hex, "wasm")).map_err(|_| ProcessorError::ModuleNotFound(id.to_owned()))?;
                 let m = self.runtime.compile(&bytes).map_err(ProcessorError::InvalidModule)?;
-                if let Ok(code) = m.serialize() {
-                    write_atomically(&self.path(hex, "cwasm"), &code)?;
+                // Only a cache: a full disk costs a compile at the next start, not this one.
+                if let Ok(code) = m.serialize()
+                    && let Err(e) = write_atomically(&self.path(hex, "cwasm"), &code)
+                {
+                    tracing::warn!(module = id, error = %e, "cannot cache the compiled module");
                 }
                 m
             }

@@ -83,21 +83,22 @@ fn owned(v: &RecordView<'_>) -> NewRecord {
 }
 
 impl Ctx {
-    fn build_guest(&self, partition: u32) -> Result<Guest, CallError> {
+    async fn build_guest(&self, partition: u32) -> Result<Guest, CallError> {
         let status = Arc::clone(&self.status);
         let log: crate::wasm::LogSink =
             Arc::new(move |level, line| status.log(level_name(level), Some(partition), line.to_owned()));
         let mut guest = self
             .runtime
-            .instantiate(&self.module, self.spec.limits, &self.input.name, log)?;
+            .instantiate(&self.module, self.spec.limits, &self.input.name, log)
+            .await?;
         let config: Vec<(String, String)> = self.spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        guest.init(&config)?;
+        guest.init(&config).await?;
         Ok(guest)
     }
 
-    fn ensure_guest<'g>(&self, partition: u32, guest: &'g mut Option<Guest>) -> Result<&'g mut Guest, String> {
+    async fn ensure_guest<'g>(&self, partition: u32, guest: &'g mut Option<Guest>) -> Result<&'g mut Guest, String> {
         if guest.is_none() {
-            match self.build_guest(partition) {
+            match self.build_guest(partition).await {
                 Ok(g) => *guest = Some(g),
                 Err(CallError::Guest { message, .. }) => return Err(format!("init rejected the config: {message}")),
                 Err(e) => return Err(format!("could not start an instance: {e}")),
@@ -112,9 +113,15 @@ impl Ctx {
             .log("warn", Some(partition), format!("instance rebuilt after a trap: {e}"));
     }
 
-    /// Decodes the batch from `from` on and calls the guest, isolating failures. Blocking.
-    /// An `Err` is fatal for the processor (its config was rejected, or no instance starts).
-    fn process(&self, partition: u32, guest: &mut Option<Guest>, bytes: &[u8], from: u64) -> Result<Processed, String> {
+    /// Decodes the batch from `from` on and calls the guest, isolating failures. An `Err` is
+    /// fatal for the processor (its config was rejected, or no instance starts).
+    async fn process(
+        &self,
+        partition: u32,
+        guest: &mut Option<Guest>,
+        bytes: &[u8],
+        from: u64,
+    ) -> Result<Processed, String> {
         let mut views: Vec<RecordView<'_>> = Vec::new();
         let mut pos = 0;
         'batches: while pos < bytes.len() {
@@ -156,7 +163,11 @@ impl Ctx {
             return Ok(out);
         }
         let started = Instant::now();
-        let result = self.ensure_guest(partition, guest)?.process(partition, &inputs);
+        let result = self
+            .ensure_guest(partition, guest)
+            .await?
+            .process(partition, &inputs)
+            .await;
         self.status.observe_call(started.elapsed().as_micros() as u64);
         match result {
             Ok(result) => {
@@ -181,10 +192,12 @@ impl Ctx {
                 }
                 // Replay one record at a time so only the bad ones fail.
                 for (i, input) in inputs.iter().enumerate() {
-                    match self
-                        .ensure_guest(partition, guest)?
+                    let one = self
+                        .ensure_guest(partition, guest)
+                        .await?
                         .process(partition, std::slice::from_ref(input))
-                    {
+                        .await;
+                    match one {
                         Ok(r) => {
                             out.emitted
                                 .extend(r.emitted.into_iter().map(|e| Emitted { input: i as u32, ..e }));
@@ -418,16 +431,25 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
                 break;
             }
         };
-        let c = Arc::clone(&ctx);
-        let mut g = guest.take();
-        let work = tokio::task::spawn_blocking(move || {
-            let r = c.process(id, &mut g, &bytes, next);
-            (g, r)
-        });
-        let Ok((g, processed)) = work.await else { break };
-        let memory = g.as_ref().map_or(0, |g| g.memory_bytes() as u64);
+        // Stopping (pause, redeploy, delete, shutdown) drops the call at the guest's next
+        // epoch tick; the batch is not committed and runs again on the next start.
+        let outcome = tokio::select! {
+            biased;
+            () = ctx.stop.cancelled() => None,
+            _ = paused.changed() => Some(None),
+            r = ctx.process(id, &mut guest, &bytes, next) => Some(Some(r)),
+        };
+        let processed = match outcome {
+            None => break,
+            Some(None) => {
+                // Paused mid-call: the instance is unusable; the batch runs again on resume.
+                guest = None;
+                continue;
+            }
+            Some(Some(r)) => r,
+        };
+        let memory = guest.as_ref().map_or(0, |g| g.memory_bytes() as u64);
         gauges.memory_bytes.store(memory, Ordering::Relaxed);
-        guest = g;
         let processed = match processed {
             Ok(p) => p,
             Err(fatal) => {

@@ -83,6 +83,13 @@ impl Status {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = state;
     }
 
+    /// A fresh start of the same deployment (pause, resume): the state follows `paused` and a
+    /// failure is cleared; counters and logs go on.
+    pub fn restart(&self, paused: bool) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) =
+            (if paused { State::Paused } else { State::Running }, None);
+    }
+
     /// Records the latest error; `fail` also moves the processor to `failed`.
     pub fn set_error(&self, message: String, fail: bool) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -2,7 +2,7 @@
 //! that turn every way a guest can fail into a [`CallError`].
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{Level, latin1, packed, typed};
@@ -11,8 +11,10 @@ use super::{LogSink, ModuleKind};
 use crate::log::NewRecord;
 use weir_sdk::packed::{BatchWriter, OutputReader};
 
-/// Limits of one instance, each configurable per processor.
+/// Limits of one instance, each configurable per processor; a deployment may give any of them
+/// and gets the defaults for the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GuestLimits {
     /// Longest one call may run.
     pub deadline_ms: u64,
@@ -93,12 +95,16 @@ pub struct InputRef<'a> {
     pub headers: &'a [(&'a str, &'a [u8])],
 }
 
-/// Store data: WASI (deny-by-default), limits, the log.
+/// Store data: WASI (deny-by-default), limits, the log, and the current call's time budget.
 pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
     log: LogSink,
+    /// Epoch ticks the current call may still run before it is interrupted. Counted only
+    /// while the guest runs (each tick it runs through ends in a yield), so time spent waiting
+    /// for a thread while other guests run is not charged to it.
+    ticks_left: u64,
 }
 
 impl WasiView for GuestState {
@@ -168,7 +174,7 @@ pub struct Guest {
 }
 
 impl Guest {
-    pub(super) fn new(
+    pub(super) async fn new(
         runtime: &super::WasmRuntime,
         module: &super::CompiledModule,
         limits: GuestLimits,
@@ -188,16 +194,25 @@ impl Guest {
                 denied: None,
             },
             log,
+            ticks_left: 0,
         };
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        let ticks = limits.deadline_ms.div_ceil(runtime.epoch_tick_ms()).max(1) + 1;
-        store.set_epoch_deadline(ticks);
+        // Every tick the guest runs through: out of budget, interrupt (a deadline trap); else
+        // yield to the executor so other guests and tasks get the thread, and go on.
+        store.epoch_deadline_callback(|mut cx| {
+            let s = cx.data_mut();
+            if s.ticks_left == 0 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            s.ticks_left -= 1;
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        });
+        arm(&mut store, limits.deadline_ms, runtime.epoch_tick_ms());
         let bindings = match &module.pre {
-            super::Pre::Packed(pre) => pre.instantiate(&mut store).map(Bindings::Packed),
-            super::Pre::Typed(pre) => pre.instantiate(&mut store).map(Bindings::Typed),
-            super::Pre::Latin1(pre) => pre.instantiate(&mut store).map(Bindings::Latin1),
+            super::Pre::Packed(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Packed),
+            super::Pre::Typed(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Typed),
+            super::Pre::Latin1(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Latin1),
         };
         let bindings = bindings.map_err(|e| classify(&store, &e))?;
         Ok(Self {
@@ -223,23 +238,29 @@ impl Guest {
     }
 
     fn arm_deadline(&mut self) {
-        let ticks = self.limits.deadline_ms.div_ceil(self.epoch_tick_ms).max(1) + 1;
-        self.store.set_epoch_deadline(ticks);
-        self.store.data_mut().limiter.denied = None;
+        arm(&mut self.store, self.limits.deadline_ms, self.epoch_tick_ms);
     }
 
     /// Calls the guest's `init`. `Guest` errors carry the guest's rejection message.
     #[allow(clippy::ptr_arg)] // the generated binding takes &Vec
-    pub fn init(&mut self, config: &Vec<(String, String)>) -> Result<(), CallError> {
+    pub async fn init(&mut self, config: &Vec<(String, String)>) -> Result<(), CallError> {
         self.arm_deadline();
         let result = match &self.bindings {
-            Bindings::Packed(b) => b
-                .weir_processor_packed_batch_processor()
-                .call_init(&mut self.store, config),
-            Bindings::Typed(b) => b.weir_processor_batch_processor().call_init(&mut self.store, config),
-            Bindings::Latin1(b) => b
-                .weir_processor_packed_latin1_batch_processor()
-                .call_init(&mut self.store, config),
+            Bindings::Packed(b) => {
+                b.weir_processor_packed_batch_processor()
+                    .call_init(&mut self.store, config)
+                    .await
+            }
+            Bindings::Typed(b) => {
+                b.weir_processor_batch_processor()
+                    .call_init(&mut self.store, config)
+                    .await
+            }
+            Bindings::Latin1(b) => {
+                b.weir_processor_packed_latin1_batch_processor()
+                    .call_init(&mut self.store, config)
+                    .await
+            }
         };
         match result {
             Ok(Ok(())) => Ok(()),
@@ -248,22 +269,25 @@ impl Guest {
         }
     }
 
-    /// Processes one batch of records of `partition`.
-    pub fn process(&mut self, partition: u32, records: &[InputRef<'_>]) -> Result<BatchOutput, CallError> {
+    /// Processes one batch of records of `partition`. Dropping the future mid-call stops the
+    /// guest at its next tick; the instance is then unusable (drop it).
+    pub async fn process(&mut self, partition: u32, records: &[InputRef<'_>]) -> Result<BatchOutput, CallError> {
         self.arm_deadline();
         match &self.bindings {
             Bindings::Packed(b) => {
                 let batch = self.pack(partition, records);
                 let result = b
                     .weir_processor_packed_batch_processor()
-                    .call_process_packed(&mut self.store, &batch);
+                    .call_process_packed(&mut self.store, &batch)
+                    .await;
                 self.finish_packed(result, records.len(), Ok)
             }
             Bindings::Latin1(b) => {
                 let batch = self.pack(partition, records);
                 let result = b
                     .weir_processor_packed_latin1_batch_processor()
-                    .call_process_packed(&mut self.store, &batch);
+                    .call_process_packed(&mut self.store, &batch)
+                    .await;
                 self.finish_packed(result, records.len(), latin1_bytes)
             }
             Bindings::Typed(b) => {
@@ -287,7 +311,10 @@ impl Guest {
                             .collect(),
                     })
                     .collect();
-                let result = b.weir_processor_batch_processor().call_process(&mut self.store, &batch);
+                let result = b
+                    .weir_processor_batch_processor()
+                    .call_process(&mut self.store, &batch)
+                    .await;
                 match result {
                     Ok(Ok(out)) => from_typed(out, self.limits.output_bytes_max),
                     Ok(Err(e)) => Err(CallError::Guest {
@@ -299,6 +326,14 @@ impl Guest {
             }
         }
     }
+}
+
+/// Gives the next call `deadline_ms` of running time, in epoch ticks (at least one).
+fn arm(store: &mut Store<GuestState>, deadline_ms: u64, tick_ms: u64) {
+    let s = store.data_mut();
+    s.ticks_left = deadline_ms.div_ceil(tick_ms).max(1);
+    s.limiter.denied = None;
+    store.set_epoch_deadline(1);
 }
 
 impl Guest {

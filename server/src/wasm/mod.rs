@@ -6,6 +6,7 @@
 //! Nothing here knows about topics or files of the log: the processor layer drives it.
 
 mod bindings;
+mod executor;
 mod guest;
 mod logpipe;
 mod module;
@@ -80,6 +81,7 @@ pub struct WasmRuntime {
     engine: Engine,
     linker: Arc<Linker<GuestState>>,
     config: RuntimeConfig,
+    executor: Arc<executor::Executor>,
 }
 
 impl WasmRuntime {
@@ -103,14 +105,24 @@ impl WasmRuntime {
         }
         let engine = Engine::new(&c)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::typed::weir::processor::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         spawn_epoch_ticker(&engine, Duration::from_millis(config.epoch_tick_ms));
         Ok(Self {
             engine,
             linker: Arc::new(linker),
             config,
+            executor: Arc::default(),
         })
+    }
+
+    /// Runs `fut` (a processor's partition task) on the guests' own threads.
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.executor.spawn(fut)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -166,7 +178,7 @@ impl WasmRuntime {
 
     /// A fresh instance with `limits`, its log lines sent to `log`. Traps while starting
     /// (for example a start function over the memory cap) come back as [`CallError::Trap`].
-    pub fn instantiate(
+    pub async fn instantiate(
         &self,
         module: &CompiledModule,
         limits: GuestLimits,
@@ -179,7 +191,7 @@ impl WasmRuntime {
                 limits.memory_bytes_max, self.config.memory_bytes_max
             )));
         }
-        Guest::new(self, module, limits, topic, log)
+        Guest::new(self, module, limits, topic, log).await
     }
 }
 

@@ -92,11 +92,12 @@ pub fn guest(b: GuestBench) -> anyhow::Result<()> {
         let module = runtime.compile(&bytes)?;
         let compile = compile_start.elapsed();
         let log: crate::wasm::LogSink = Arc::new(|_, _| {});
-        let mut guest = runtime.instantiate(&module, limits, "bench", log)?;
-        guest
-            .init(&Vec::new())
+        // Called on a blocking thread of the CLI's runtime: run the guest's async calls there.
+        let rt = tokio::runtime::Handle::current();
+        let mut guest = rt.block_on(runtime.instantiate(&module, limits, "bench", log))?;
+        rt.block_on(guest.init(&Vec::new()))
             .map_err(|e| anyhow::anyhow!("{}: init failed: {e}", wasm.display()))?;
-        let emitted = guest.process(0, &inputs)?.emitted.len();
+        let emitted = rt.block_on(guest.process(0, &inputs))?.emitted.len();
         if emitted != inputs.len() {
             bail!(
                 "{} emitted {emitted} records for {} inputs: benchmark an identity processor",
@@ -104,7 +105,7 @@ pub fn guest(b: GuestBench) -> anyhow::Result<()> {
                 inputs.len()
             );
         }
-        let rate = measure(&mut || Ok(guest.process(0, &inputs)?.emitted.len()))?;
+        let rate = measure(&mut || Ok(rt.block_on(guest.process(0, &inputs))?.emitted.len()))?;
         let name = wasm
             .file_name()
             .map_or_else(|| wasm.display().to_string(), |n| n.to_string_lossy().into_owned());

@@ -1,0 +1,235 @@
+//! Checking a deployment before anything changes, and starting its partition tasks.
+//!
+//! Every check that can fail runs before the old tasks stop: a deploy that answers 400 leaves the
+//! running processor as it was, and one that answers 201 has nothing left to fail on but the
+//! guest itself.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::runner::{self, PartitionGauges};
+use super::spec::{OnError, ProcessorSpec, Stored};
+use super::status::Status;
+use super::{ProcessorError, Processors, files};
+use crate::topic::{Topic, TopicConfig, TopicError};
+use crate::wasm::CompiledModule;
+
+/// A processor's running tasks.
+pub(super) struct Running {
+    pub stop: CancellationToken,
+    pub tasks: Vec<JoinHandle<()>>,
+    /// Kept so the tasks' receiver stays open (a closed one reads as a change).
+    _paused: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops the tasks and waits until every one has ended: a guest call in flight is dropped
+    /// at its next epoch tick, an append or commit in flight completes.
+    pub async fn halt(self) {
+        self.stop.cancel();
+        futures::future::join_all(self.tasks).await;
+    }
+}
+
+/// What readers of a processor see: replaced whole by each lifecycle operation.
+#[derive(Clone)]
+pub(super) struct Published {
+    pub stored: Stored,
+    pub status: Arc<Status>,
+    pub gauges: Vec<Arc<PartitionGauges>>,
+    pub input: Option<Arc<Topic>>,
+}
+
+fn invalid(message: String) -> ProcessorError {
+    ProcessorError::InvalidSpec(message)
+}
+
+impl Processors {
+    /// Everything a deploy of `spec` as `name` needs, checked against the broker as it is:
+    /// the module, the topics, the dead-letter topic, the limits. Returns the compiled module.
+    pub(super) async fn check_deploy(
+        &self,
+        name: &str,
+        spec: &ProcessorSpec,
+    ) -> Result<CompiledModule, ProcessorError> {
+        let runtime_max = self.0.modules.runtime().config().memory_bytes_max;
+        if spec.limits.memory_bytes_max > runtime_max {
+            return Err(invalid(format!(
+                "limits.memory_bytes_max is {}; the broker allows at most {runtime_max} per instance",
+                spec.limits.memory_bytes_max
+            )));
+        }
+        self.0.modules.info(&spec.module)?;
+        let topics = &self.0.topics;
+        topics.get(&spec.input)?;
+        for o in &spec.outputs {
+            topics
+                .get(o)
+                .map_err(|_| invalid(format!("output topic '{o}' does not exist; create it first")))?;
+        }
+        if spec.on_error == OnError::DeadLetter {
+            let dlq = spec.dead_letter_topic(name);
+            if let Err(reason) = crate::topic::spec::validate_name(&dlq) {
+                return Err(invalid(match &spec.dead_letter_topic {
+                    Some(_) => format!("dead_letter_topic: {reason}"),
+                    None => format!(
+                        "the default dead-letter topic '{name}-dlq' is not a valid topic name ({reason}); name one with dead_letter_topic"
+                    ),
+                }));
+            }
+            if dlq == spec.input || spec.outputs.contains(&dlq) {
+                return Err(invalid(format!(
+                    "dead-letter topic '{dlq}' is also an {} of the processor: a failing record would be read again and fail forever",
+                    if dlq == spec.input { "input" } else { "output" }
+                )));
+            }
+        }
+        let modules = self.0.modules.clone();
+        let id = spec.module.clone();
+        tokio::task::spawn_blocking(move || modules.compiled(&id))
+            .await
+            .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
+    }
+
+    /// Starts the tasks of `stored`. A deployment that cannot start (its module or a topic is
+    /// gone) is published in state `failed`, with the reason, and nothing runs.
+    pub(super) async fn start(&self, name: &str, stored: &Stored, status: Arc<Status>) -> (Option<Running>, Published) {
+        let mut published = Published {
+            stored: stored.clone(),
+            status: Arc::clone(&status),
+            gauges: Vec::new(),
+            input: None,
+        };
+        let stop = CancellationToken::new();
+        let (paused_tx, paused) = watch::channel(stored.paused);
+        let ctx = match self.prepare(name, &stored.spec, status, stop.clone(), paused).await {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::error!(processor = name, error = %e, "processor cannot start");
+                published.status.set_error(e.to_string(), true);
+                return (None, published);
+            }
+        };
+        published.input = Some(Arc::clone(&ctx.input));
+        let runtime = self.0.modules.runtime().clone();
+        let mut tasks = Vec::with_capacity(ctx.input.partitions.len());
+        for p in &ctx.input.partitions {
+            let gauges = Arc::new(PartitionGauges::default());
+            published.gauges.push(Arc::clone(&gauges));
+            tasks.push(runtime.spawn(runner::run_partition(Arc::clone(&ctx), Arc::clone(p), gauges)));
+        }
+        tracing::info!(
+            processor = name,
+            partitions = tasks.len(),
+            paused = stored.paused,
+            "processor started"
+        );
+        let running = Running {
+            stop,
+            tasks,
+            _paused: paused_tx,
+        };
+        (Some(running), published)
+    }
+
+    async fn prepare(
+        &self,
+        name: &str,
+        spec: &ProcessorSpec,
+        status: Arc<Status>,
+        stop: CancellationToken,
+        paused: watch::Receiver<bool>,
+    ) -> Result<Arc<runner::Ctx>, ProcessorError> {
+        let topics = &self.0.topics;
+        let input = topics.get(&spec.input)?;
+        let outputs = spec
+            .outputs
+            .iter()
+            .map(|o| topics.get(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dead_letter = match spec.on_error {
+            OnError::DeadLetter => Some(self.dead_letter_topic(&spec.dead_letter_topic(name), &input).await?),
+            _ => None,
+        };
+        let modules = self.0.modules.clone();
+        let id = spec.module.clone();
+        let module = tokio::task::spawn_blocking(move || modules.compiled(&id))
+            .await
+            .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))??;
+        // Committed offsets belong to one incarnation of the input topic: a topic deleted and
+        // created again under the same name starts from the deployment's `start` position.
+        let offsets = self.0.dir.join(name).join("offsets");
+        let offsets_dir = offsets.join(&input.id);
+        let keep = input.id.clone();
+        let made = tokio::task::spawn_blocking(move || prepare_offsets(&offsets, &keep))
+            .await
+            .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?;
+        made?;
+        Ok(Arc::new(runner::Ctx {
+            name: name.to_owned(),
+            spec: spec.clone(),
+            status,
+            runtime: self.0.modules.runtime().clone(),
+            module,
+            input,
+            outputs,
+            dead_letter,
+            offsets_dir,
+            stop,
+            paused,
+        }))
+    }
+
+    /// The dead-letter topic, created (one partition, the input's settings) if missing.
+    async fn dead_letter_topic(&self, dlq: &str, input: &Topic) -> Result<Arc<Topic>, ProcessorError> {
+        if let Ok(t) = self.0.topics.get(dlq) {
+            return Ok(t);
+        }
+        let (topics, name) = (self.0.topics.clone(), dlq.to_owned());
+        let config = TopicConfig {
+            partitions: 1,
+            ..input.config.clone()
+        };
+        match tokio::task::spawn_blocking(move || topics.create(&name, config)).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(TopicError::Exists(_) | TopicError::Busy { .. })) => Ok(self.0.topics.get(dlq)?),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(TopicError::ShuttingDown.into()),
+        }
+    }
+}
+
+/// Makes `offsets/KEEP/` (durably) and removes the offsets of other incarnations. Offsets of
+/// the layout before incarnations (`offsets/P.offset`) move into `KEEP/`: they were committed
+/// against the topic that has that name now.
+fn prepare_offsets(offsets: &Path, keep: &str) -> Result<(), ProcessorError> {
+    let current = offsets.join(keep);
+    files::create_dir_durable(&current)?;
+    let entries = std::fs::read_dir(offsets).map_err(|e| ProcessorError::io(offsets, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let path = entry.path();
+        if path.is_file() && name.to_string_lossy().ends_with(".offset") && !current.join(&name).exists() {
+            std::fs::rename(&path, current.join(&name)).map_err(|e| ProcessorError::io(&path, e))?;
+            files::sync_dir(&current)?;
+            files::sync_dir(offsets)?;
+            continue;
+        }
+        if name != keep {
+            // Files of the layout before incarnations (`P.offset`) and stale incarnations.
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove stale offsets");
+            }
+        }
+    }
+    Ok(())
+}

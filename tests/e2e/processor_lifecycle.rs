@@ -1,0 +1,301 @@
+//! Processor administration under pressure: concurrent deploys and deletes of one name,
+//! stopping a guest stuck in a long call, deployments that must be refused before they run,
+//! and input topics deleted and created again.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Api, Env};
+use crate::processors::{deploy, upload, wait_for_records};
+use crate::wasm::{chaos, example};
+
+async fn count(api: &Api, topic: &str) -> usize {
+    let (_, t) = api.get(&format!("/v1/topics/{topic}")).await;
+    t["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["high_watermark"].as_u64().unwrap() as usize)
+        .sum()
+}
+
+/// Waits until the processor's committed offsets reach the high watermark on every partition.
+async fn wait_caught_up(api: &Api, name: &str) -> Value {
+    for _ in 0..400 {
+        let (_, view) = api.get(&format!("/v1/processors/{name}")).await;
+        let lag = view["lag"].as_array().cloned().unwrap_or_default();
+        if !lag.is_empty() && lag.iter().all(|p| p["lag"] == 0) {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("processor {name} never caught up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_deploys_of_one_name_leave_one_processor_and_delete_stops_it() {
+    let env = Env::start();
+    env.api.create_topic("in", 2).await;
+    env.api.create_topic("out", 1).await;
+    let id = upload(&env.api, &example("uppercase")).await;
+    let spec = json!({"module": id, "input": "in", "outputs": ["out"]});
+    let puts: Vec<_> = (0..10)
+        .map(|_| {
+            let (api, spec) = (env.api.clone(), spec.clone());
+            tokio::spawn(async move { deploy(&api, "r", spec).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for p in puts {
+        let (status, body) = p.await.unwrap();
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::OK,
+            "{status} {body}"
+        );
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::CREATED).count(),
+        1,
+        "exactly one deploy created the processor: {statuses:?}"
+    );
+    env.api.produce("in", json!([{"value": "one"}])).await;
+    wait_caught_up(&env.api, "r").await;
+    assert_eq!(count(&env.api, "out").await, 1, "one input record gives one output");
+
+    let (status, _) = env.api.call(Method::DELETE, "/v1/processors/r", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    env.api
+        .produce("in", json!([{"value": "two"}, {"value": "three"}]))
+        .await;
+    // Nothing runs any more: give a detached runner every chance to show itself.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(&env.api, "out").await, 1, "no runner survived the delete");
+    let (_, list) = env.api.get("/v1/processors").await;
+    assert_eq!(list["processors"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deletes_and_deploys_of_one_name_never_fail_with_500() {
+    let env = Env::start();
+    env.api.create_topic("in", 1).await;
+    env.api.create_topic("out", 1).await;
+    let id = upload(&env.api, &example("uppercase")).await;
+    let spec = json!({"module": id, "input": "in", "outputs": ["out"]});
+    let mut handles = Vec::new();
+    for i in 0..24 {
+        let (api, spec) = (env.api.clone(), spec.clone());
+        handles.push(tokio::spawn(async move {
+            if i % 3 == 0 {
+                api.call(Method::DELETE, "/v1/processors/x", None).await
+            } else {
+                deploy(&api, "x", spec).await
+            }
+        }));
+    }
+    for h in handles {
+        let (status, body) = h.await.unwrap();
+        assert!(
+            [
+                StatusCode::OK,
+                StatusCode::CREATED,
+                StatusCode::NO_CONTENT,
+                StatusCode::NOT_FOUND
+            ]
+            .contains(&status),
+            "{status} {body}"
+        );
+    }
+    // Whatever the last operation was, the listing and the disk agree, and one final deploy
+    // and delete work.
+    let (status, body) = deploy(&env.api, "x", spec).await;
+    assert!(status.is_success(), "{body}");
+    let (status, _) = env.api.call(Method::DELETE, "/v1/processors/x", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(!env.server.data_dir.join("processors/x").exists());
+}
+
+/// Deploys the chaos guest with a 60 s deadline on `in` and feeds it a looping record.
+async fn stuck_guest(env: &Env) {
+    env.api.create_topic("in", 1).await;
+    env.api.create_topic("out", 1).await;
+    let id = upload(&env.api, &chaos()).await;
+    let spec = json!({"module": id, "input": "in", "outputs": ["out"], "limits": {"deadline_ms": 60000}});
+    assert_eq!(deploy(&env.api, "stuck", spec).await.0, StatusCode::CREATED);
+    env.api.produce("in", json!([{"value": "loop"}])).await;
+    // Wait until the call is surely running.
+    for _ in 0..200 {
+        let (_, v) = env.api.get("/v1/processors/stuck").await;
+        if v["lag"][0]["memory_bytes"].as_u64().unwrap_or(0) > 0 || v["records_in"] != 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+// Not a speed test: the bound is a sixth of the guest's 60 s deadline, which a stop that waits
+// for the call (the bug) cannot meet on any machine.
+const STOP_BOUND: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_and_pause_interrupt_a_guest_stuck_in_a_long_call() {
+    let env = Env::start();
+    stuck_guest(&env).await;
+    let started = Instant::now();
+    let (status, body) = env.api.call(Method::POST, "/v1/processors/stuck/pause", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(started.elapsed() < STOP_BOUND, "pause waited {:?}", started.elapsed());
+    assert_eq!(body["state"], "paused");
+    let (status, _) = env.api.call(Method::POST, "/v1/processors/stuck/resume", None).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let (status, _) = env.api.call(Method::DELETE, "/v1/processors/stuck", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(started.elapsed() < STOP_BOUND, "delete waited {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_broker_while_a_guest_is_stuck_in_a_long_call() {
+    let mut env = Env::start();
+    stuck_guest(&env).await;
+    let started = Instant::now();
+    env.server.stop();
+    assert!(started.elapsed() < STOP_BOUND, "SIGTERM took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn deployments_that_would_fail_later_are_refused_up_front() {
+    let env = Env::start();
+    env.api.create_topic("in", 1).await;
+    env.api.create_topic("out", 1).await;
+    let id = upload(&env.api, &example("uppercase")).await;
+    let long = "p".repeat(246);
+    let cases = [
+        (
+            "self-fed",
+            json!({"module": id, "input": "in", "outputs": ["out"], "dead_letter_topic": "in"}),
+            "input",
+        ),
+        (
+            "loop-out",
+            json!({"module": id, "input": "in", "outputs": ["out"], "dead_letter_topic": "out"}),
+            "output",
+        ),
+        (
+            "escape",
+            json!({"module": id, "input": "in", "outputs": ["out"], "dead_letter_topic": "../../etc"}),
+            "dead_letter_topic",
+        ),
+        (
+            "huge",
+            json!({"module": id, "input": "in", "outputs": ["out"], "limits": {"memory_bytes_max": 1099511627776u64}}),
+            "memory_bytes_max",
+        ),
+        (
+            long.as_str(),
+            json!({"module": id, "input": "in", "outputs": ["out"]}),
+            "dead_letter_topic",
+        ),
+        (
+            "typo",
+            json!({"module": id, "input": "in", "outputs": ["out"], "limits": {"deadline": 5}}),
+            "deadline",
+        ),
+    ];
+    for (name, spec, says) in cases {
+        let (status, body) = deploy(&env.api, name, spec).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
+        let (status, _) = env.api.get(&format!("/v1/processors/{name}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name} was not created");
+    }
+    assert!(env.api.get("/v1/topics/..%2F..%2Fetc").await.0 != StatusCode::OK);
+    // Limits may be given in part; the rest are the defaults.
+    let (status, body) = deploy(
+        &env.api,
+        "partial",
+        json!({"module": id, "input": "in", "outputs": ["out"], "limits": {"deadline_ms": 500}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["limits"]["deadline_ms"], 500);
+    assert_eq!(body["limits"]["memory_bytes_max"], 64 * 1024 * 1024);
+    // A refused redeploy leaves the running processor as it was.
+    let (status, _) = deploy(
+        &env.api,
+        "partial",
+        json!({"module": id, "input": "in", "outputs": ["out"], "dead_letter_topic": "in"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    env.api.produce("in", json!([{"value": "still"}])).await;
+    assert_eq!(wait_for_records(&env.api, "out", 1).await[0]["value"], "STILL");
+}
+
+#[tokio::test]
+async fn a_processor_reads_a_recreated_input_topic_from_its_start_position() {
+    let env = Env::start();
+    env.api.create_topic("in", 1).await;
+    env.api.create_topic("out", 1).await;
+    let id = upload(&env.api, &example("uppercase")).await;
+    let spec = json!({"module": id, "input": "in", "outputs": ["out"]});
+    assert_eq!(deploy(&env.api, "p", spec.clone()).await.0, StatusCode::CREATED);
+    let first: Vec<_> = (0..500).map(|i| json!({"value": format!("a{i}")})).collect();
+    env.api.produce("in", json!(first)).await;
+    wait_for_records(&env.api, "out", 500).await;
+    wait_caught_up(&env.api, "p").await;
+
+    assert_eq!(
+        env.api.call(Method::DELETE, "/v1/topics/in", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    env.api.create_topic("in", 1).await;
+    let second: Vec<_> = (0..300).map(|i| json!({"value": format!("b{i}")})).collect();
+    env.api.produce("in", json!(second)).await;
+    // The processor failed when its input went; a resume starts it again on the new topic.
+    let (_, view) = env.api.get("/v1/processors/p").await;
+    assert_eq!(view["state"], "failed", "{view}");
+    assert!(view["last_error"].as_str().unwrap().contains("deleted"), "{view}");
+    let (status, body) = env.api.call(Method::POST, "/v1/processors/p/resume", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let out = wait_for_records(&env.api, "out", 800).await;
+    assert_eq!(out.len(), 800, "every record of the new topic was processed");
+    let view = wait_caught_up(&env.api, "p").await;
+    assert_eq!(view["lag"][0]["committed_offset"], 300);
+    assert_eq!(view["state"], "running");
+}
+
+#[tokio::test]
+async fn a_deleted_output_topic_is_named_and_resume_after_recreating_it_runs_again() {
+    let env = Env::start();
+    env.api.create_topic("in", 1).await;
+    env.api.create_topic("out", 1).await;
+    let id = upload(&env.api, &example("uppercase")).await;
+    let spec = json!({"module": id, "input": "in", "outputs": ["out"]});
+    assert_eq!(deploy(&env.api, "p", spec).await.0, StatusCode::CREATED);
+    assert_eq!(
+        env.api.call(Method::DELETE, "/v1/topics/out", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    env.api.produce("in", json!([{"value": "x"}])).await;
+    let mut view = Value::Null;
+    for _ in 0..200 {
+        view = env.api.get("/v1/processors/p").await.1;
+        if view["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(view["state"], "failed", "{view}");
+    let error = view["last_error"].as_str().unwrap();
+    assert!(error.contains("'out' was deleted"), "{error}");
+    env.api.create_topic("out", 1).await;
+    let (_, body) = env.api.call(Method::POST, "/v1/processors/p/resume", None).await;
+    assert_eq!(body["state"], "running", "{body}");
+    assert_eq!(wait_for_records(&env.api, "out", 1).await[0]["value"], "X");
+}
