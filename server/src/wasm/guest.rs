@@ -1,6 +1,9 @@
 //! One instance of a processor: a store with its limits, the instantiated bindings, and calls
 //! that turn every way a guest can fail into a [`CallError`].
 
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -105,7 +108,22 @@ pub struct GuestState {
     /// while the guest runs (each tick it runs through ends in a yield), so time spent waiting
     /// for a thread while other guests run is not charged to it.
     ticks_left: u64,
+    /// Epoch ticks the current call has run through.
+    ticks_run: u64,
+    /// Length of an epoch tick, to sleep one.
+    tick: std::time::Duration,
+    /// The broker's permits for long calls, and the one this call holds for its current tick.
+    long_calls: Arc<Semaphore>,
+    permit: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
 }
+
+/// Ticks a call runs at full speed (yielding to the executor between ticks). A streaming call
+/// that runs longer is unusual (a loop, a runaway batch). From then on each tick it runs needs
+/// one of the broker's few long-call permits (see [`super::RuntimeConfig::long_calls_max`]),
+/// handed out in turn, and after each tick it sleeps one: all long calls together take at most
+/// half of `long_calls_max` cores, however many there are, and the rest of the machine stays
+/// with the healthy guests and the broker.
+const FULL_SPEED_TICKS: u64 = 5;
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -195,6 +213,10 @@ impl Guest {
             },
             log,
             ticks_left: 0,
+            ticks_run: 0,
+            tick: std::time::Duration::from_millis(runtime.epoch_tick_ms()),
+            long_calls: runtime.long_calls(),
+            permit: Arc::default(),
         };
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -206,6 +228,24 @@ impl Guest {
                 return Ok(UpdateDeadline::Interrupt);
             }
             s.ticks_left -= 1;
+            s.ticks_run += 1;
+            if s.ticks_run > FULL_SPEED_TICKS {
+                // Rest a tick still holding the permit of the tick just run (so a permit is
+                // busy half the time at most), give it back, then queue for the next one.
+                let slot = Arc::clone(&s.permit);
+                let held = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let (permits, tick) = (Arc::clone(&s.long_calls), s.tick);
+                return Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(async move {
+                        tokio::time::sleep(tick).await;
+                        drop(held);
+                        if let Ok(p) = permits.acquire_owned().await {
+                            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+                        }
+                    }),
+                ));
+            }
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         arm(&mut store, limits.deadline_ms, runtime.epoch_tick_ms());
@@ -332,6 +372,9 @@ impl Guest {
 fn arm(store: &mut Store<GuestState>, deadline_ms: u64, tick_ms: u64) {
     let s = store.data_mut();
     s.ticks_left = deadline_ms.div_ceil(tick_ms).max(1);
+    s.ticks_run = 0;
+    // A permit left by the previous call (it ended mid-tick) goes back.
+    drop(s.permit.lock().unwrap_or_else(|e| e.into_inner()).take());
     s.limiter.denied = None;
     store.set_epoch_deadline(1);
 }

@@ -38,6 +38,9 @@ pub struct RuntimeConfig {
     pub memory_bytes_max: usize,
     /// Granularity of deadlines: the epoch advances this often.
     pub epoch_tick_ms: u64,
+    /// Guest calls that may run past their first few ticks at once (see `guest.rs`): bounds
+    /// what runaway guests take from the machine, together, to half this many cores.
+    pub long_calls_max: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -47,6 +50,7 @@ impl Default for RuntimeConfig {
             instances_max: 256,
             memory_bytes_max: 1024 * 1024 * 1024,
             epoch_tick_ms: 10,
+            long_calls_max: (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct WasmRuntime {
     linker: Arc<Linker<GuestState>>,
     config: RuntimeConfig,
     executor: Arc<executor::Executor>,
+    long_calls: Arc<tokio::sync::Semaphore>,
 }
 
 impl WasmRuntime {
@@ -111,9 +116,15 @@ impl WasmRuntime {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            long_calls: Arc::new(tokio::sync::Semaphore::new(config.long_calls_max.max(1))),
             config,
             executor: Arc::default(),
         })
+    }
+
+    /// The permits of long guest calls.
+    pub(crate) fn long_calls(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::clone(&self.long_calls)
     }
 
     /// Runs `fut` (a processor's partition task) on the guests' own threads.

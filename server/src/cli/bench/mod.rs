@@ -110,7 +110,7 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn latency_line(h: &Histogram<u64>) -> String {
+pub(super) fn latency_line(h: &Histogram<u64>) -> String {
     format!(
         "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
         ms(h.value_at_quantile(0.5)),

@@ -158,6 +158,103 @@ pub struct ProcessorBench {
     fsync: String,
     #[arg(long, default_value_t = 1000)]
     batch_records_max: usize,
+    /// A hostile neighbour to run beside the measured processor: a component (the chaos guest
+    /// of `tests/guests/chaos`) fed records with value `--hostile-value` on its own topic all
+    /// through the run.
+    #[arg(long)]
+    hostile: Option<std::path::PathBuf>,
+    /// What the hostile guest is fed: `loop` spins until the deadline, `alloc` hoards memory,
+    /// `panic` traps.
+    #[arg(long, default_value = "loop")]
+    hostile_value: String,
+    /// Partitions of the hostile guest's input (one instance each).
+    #[arg(long, default_value_t = 1)]
+    hostile_partitions: u32,
+    /// The hostile guest's call deadline, ms.
+    #[arg(long, default_value_t = 1000)]
+    hostile_deadline_ms: u64,
+}
+
+/// Uploads a component; returns the server's answer (with its `id`).
+async fn upload(client: &Client, wasm: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let bytes = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+    client
+        .json(
+            client
+                .request(Method::POST, "/v1/modules")
+                .header("content-type", "application/wasm")
+                .body(bytes),
+        )
+        .await
+}
+
+/// Deploys the hostile neighbour and keeps feeding it until `stop`.
+async fn start_hostile(
+    client: &Client,
+    b: &ProcessorBench,
+    wasm: &std::path::Path,
+    tag: u64,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (input, output) = (format!("bench-hin-{tag}"), format!("bench-hout-{tag}"));
+    ensure_topic(client, &input, b.hostile_partitions, "never").await?;
+    ensure_topic(client, &output, 1, "never").await?;
+    let module = upload(client, wasm).await?;
+    let spec = json!({
+        "module": module["id"], "input": input, "outputs": [output], "on_error": "skip",
+        "batch_records_max": 1, "limits": {"deadline_ms": b.hostile_deadline_ms},
+    });
+    client
+        .json(
+            client
+                .request(Method::PUT, &format!("/v1/processors/bench-h-{tag}"))
+                .json(&spec),
+        )
+        .await?;
+    let (client, value, partitions) = (client.clone(), b.hostile_value.clone(), b.hostile_partitions);
+    Ok(tokio::spawn(async move {
+        // Keep every hostile instance busy: a few records queued per partition at all times.
+        while !stop.is_cancelled() {
+            let records: Vec<_> = (0..partitions)
+                .map(|p| json!({"value": value, "partition": p}))
+                .collect();
+            let _ = client
+                .request(Method::POST, &format!("/v1/topics/{input}/records"))
+                .json(&json!({ "records": records }))
+                .send()
+                .await;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    }))
+}
+
+/// Produces one small record every 10 ms to its own topic until `stop`; returns the latency
+/// histogram of those produces (what a plain producer feels while processors run).
+async fn probe_produce_latency(
+    client: Client,
+    topic: String,
+    stop: tokio_util::sync::CancellationToken,
+) -> hdrhistogram::Histogram<u64> {
+    let mut h = super::histogram();
+    while !stop.is_cancelled() {
+        let started = Instant::now();
+        let sent = client
+            .request(Method::POST, &format!("/v1/topics/{topic}/records"))
+            .json(&json!({"records": [{"value": "probe"}]}))
+            .send()
+            .await;
+        if sent.is_ok() {
+            let _ = h.record(started.elapsed().as_micros() as u64);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            () = stop.cancelled() => {}
+        }
+    }
+    h
 }
 
 /// Sum of high watermarks of `topic`.
@@ -192,16 +289,16 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
         },
     )
     .await?;
-    let bytes = std::fs::read(&b.wasm).with_context(|| format!("cannot read {}", b.wasm.display()))?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let hostile = match &b.hostile {
+        Some(wasm) => Some(start_hostile(client, &b, wasm, tag, stop.clone()).await?),
+        None => None,
+    };
+    let probe_topic = format!("bench-probe-{tag}");
+    ensure_topic(client, &probe_topic, 1, "always").await?;
+    let probe = tokio::spawn(probe_produce_latency(client.clone(), probe_topic, stop.clone()));
     let started = Instant::now();
-    let module = client
-        .json(
-            client
-                .request(Method::POST, "/v1/modules")
-                .header("content-type", "application/wasm")
-                .body(bytes),
-        )
-        .await?;
+    let module = upload(client, &b.wasm).await?;
     let uploaded = started.elapsed();
     let spec = json!({ "module": module["id"], "input": input, "outputs": [output], "batch_records_max": b.batch_records_max });
     client
@@ -231,6 +328,15 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
     }
     let total = started.elapsed();
     let first = first.unwrap_or(total);
+    stop.cancel();
+    let probe = probe.await?;
+    if let Some(h) = hostile {
+        h.await?;
+        client
+            .request(Method::DELETE, &format!("/v1/processors/bench-h-{tag}"))
+            .send()
+            .await?;
+    }
     println!(
         "processor: {} records of {} B, {} partitions, fsync={}, module {}",
         b.records,
@@ -250,6 +356,21 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
         "  topic -> processor -> topic: {:.0} records/s ({:.2} s from first output to last)",
         b.records as f64 / secs,
         secs
+    );
+    match &b.hostile {
+        Some(w) => println!(
+            "  beside a hostile guest ({}) fed `{}` on {} partition(s), deadline {} ms",
+            w.display(),
+            b.hostile_value,
+            b.hostile_partitions,
+            b.hostile_deadline_ms
+        ),
+        None => println!("  no hostile neighbour"),
+    }
+    println!(
+        "  single-record produce to another topic meanwhile ({} samples): {}",
+        probe.len(),
+        super::latency_line(&probe)
     );
     client
         .request(Method::DELETE, &format!("/v1/processors/bench-{tag}"))
