@@ -25,6 +25,15 @@ pub struct Limits {
     pub wait_ms_max: u64,
     /// Largest component upload: Python and JavaScript components are 10-20 MB.
     pub module_bytes_max: usize,
+    /// Most records one produce request may carry: each costs memory beyond its bytes.
+    pub records_per_request_max: usize,
+    /// Memory all requests in flight may hold together (each reserves about three times its
+    /// body); beyond it requests get 503 `overloaded`. 0: a quarter of the machine's memory,
+    /// at most 1 GiB.
+    pub requests_memory_bytes_max: u64,
+    /// Connections served at once (a few more are kept for `/healthz`). 0: what the open-file
+    /// limit leaves after room for the logs' files.
+    pub connections_max: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +45,35 @@ impl Default for Limits {
             fetch_bytes_max: 64 * 1024 * 1024,
             wait_ms_max: 60_000,
             module_bytes_max: 128 * 1024 * 1024,
+            records_per_request_max: 100_000,
+            requests_memory_bytes_max: 0,
+            connections_max: 0,
+        }
+    }
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Time a client has to send a request's headers, and to start the next request on a
+    /// kept-alive connection; silent connections are closed after it.
+    pub header_read_timeout_ms: u64,
+    /// Longest pause while a request body arrives before the request fails with 408.
+    pub body_read_timeout_ms: u64,
+    /// PEM certificate chain: with `tls_key`, the listener speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -48,6 +86,7 @@ pub struct Config {
     /// Settings a new topic gets unless its create request says otherwise.
     pub defaults: TopicConfig,
     pub limits: Limits,
+    pub http: HttpConfig,
     /// How often retention and idle-segment rolls run.
     pub retention_check_interval_ms: u64,
     /// Longest silence on an SSE stream before a comment heartbeat.
@@ -65,12 +104,47 @@ impl Default for Config {
             data_dir: PathBuf::from("weir-data"),
             defaults: TopicConfig::default(),
             limits: Limits::default(),
+            http: HttpConfig::default(),
             retention_check_interval_ms: 60_000,
             sse_heartbeat_ms: 15_000,
             index_interval_bytes: 4096,
             index_bytes_max: 10 * 1024 * 1024,
         }
     }
+}
+
+impl Limits {
+    /// `requests_memory_bytes_max`, with 0 resolved against the machine's memory.
+    pub fn requests_memory_bytes(&self) -> u64 {
+        if self.requests_memory_bytes_max > 0 {
+            return self.requests_memory_bytes_max;
+        }
+        (machine_memory_bytes() / 4).clamp(64 * 1024 * 1024, 1024 * 1024 * 1024)
+    }
+
+    /// `connections_max`, with 0 resolved against the open-file limit: a quarter of the
+    /// descriptors (at least 256) stay for the logs' files.
+    pub fn connections(&self, open_files: u64) -> usize {
+        if self.connections_max > 0 {
+            return self.connections_max;
+        }
+        let files = (open_files / 4).max(256);
+        (open_files.saturating_sub(files) as usize)
+            .saturating_sub(crate::http::CONNECTIONS_RESERVED)
+            .clamp(16, 50_000)
+    }
+}
+
+/// Physical memory, from `/proc/meminfo` (4 GiB when it cannot be read).
+pub fn machine_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4 << 30, |kb| kb * 1024)
 }
 
 /// Errors loading configuration; each names the file or setting.
@@ -126,6 +200,22 @@ impl Config {
         if self.retention_check_interval_ms == 0 || self.sse_heartbeat_ms == 0 {
             return Err(ConfigError::Invalid(
                 "retention_check_interval_ms and sse_heartbeat_ms must be positive".into(),
+            ));
+        }
+        if l.records_per_request_max == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.records_per_request_max must be positive".into(),
+            ));
+        }
+        let h = &self.http;
+        if h.header_read_timeout_ms == 0 || h.body_read_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "http.header_read_timeout_ms and http.body_read_timeout_ms must be positive".into(),
+            ));
+        }
+        if h.tls_cert.is_some() != h.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "http.tls_cert and http.tls_key go together: give both or neither".into(),
             ));
         }
         if self.index_interval_bytes == 0 || self.index_bytes_max < 64 {

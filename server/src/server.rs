@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::http::{AppState, router};
+use crate::http::{AppState, ListenerSettings, RequestBudget, router};
 use crate::metrics::Metrics;
 use crate::processor::function_cache::FunctionCache;
 use crate::processor::{ModuleStore, Processors};
@@ -46,6 +45,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         processors: processors.clone(),
         config: Arc::new(config.clone()),
         metrics,
+        budget: RequestBudget::new(config.limits.requests_memory_bytes()),
+    };
+    let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    let settings = ListenerSettings {
+        header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms),
+        connections_max: config.limits.connections(open_files),
+        tls: match (&config.http.tls_cert, &config.http.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::http::listener::tls_acceptor(cert, key)?),
+            _ => None,
+        },
     };
 
     let retention = tokio::spawn({
@@ -63,27 +72,17 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     });
 
     let addr = listener.local_addr()?;
-    println!("listening on http://{addr}");
-    let stopping = topics.stop_readers();
-    let signal = {
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown.cancelled().await;
-            tracing::info!("stopping: finishing in-flight requests");
-            // Ends SSE streams and long-polls so the graceful shutdown below can complete.
-            stopping.cancel();
-        }
-    };
-    // Without TCP_NODELAY a small SSE event or produce answer written while an earlier one is
-    // unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux): Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(signal)
-        .await?;
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    tracing::info!(connections_max = settings.connections_max, "serving");
+    println!("listening on {scheme}://{addr}");
+    crate::http::serve(
+        listener,
+        router(state),
+        settings,
+        shutdown.clone(),
+        topics.stop_readers(),
+    )
+    .await;
     retention.abort();
     // Processors first: their last batches append to topics and commit offsets.
     processors.shutdown().await;

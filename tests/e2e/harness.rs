@@ -51,6 +51,11 @@ impl Server {
         assert!(exit.success(), "clean stop exits 0, got {exit}");
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts again on the same data directory (a new port).
     pub fn restart(&mut self) {
         let (child, url) = spawn(&self.data_dir, &self.args);
@@ -114,6 +119,22 @@ impl Env {
         let server = Server::start(dir.path(), args);
         let api = server.client();
         Self { server, api, _dir: dir }
+    }
+
+    /// A server started with `toml` as its configuration file.
+    pub fn with_config(toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, toml).expect("config written");
+        let data = dir.path().join("data");
+        let server = Server::start(&data, &["--config", path.to_str().expect("UTF-8 path")]);
+        let api = server.client();
+        Self { server, api, _dir: dir }
+    }
+
+    /// host:port of the server, for raw TCP clients.
+    pub fn addr(&self) -> String {
+        self.server.url.trim_start_matches("http://").to_owned()
     }
 }
 

@@ -9,6 +9,7 @@ mod disk_full;
 mod durability;
 mod fetch;
 mod harness;
+mod hostile_http;
 mod languages;
 mod ops;
 mod processor_lifecycle;

@@ -366,9 +366,9 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let (_, r) =
-            crate::http::produce::parse_record(line.as_bytes()).map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?;
-        records.push(r);
+        let parsed = crate::http::records_in::parse_record(line.as_bytes())
+            .map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?;
+        records.push(parsed.record);
     }
     let now = crate::topic::now_ms();
     let mut out = std::io::BufWriter::new(std::io::stdout());

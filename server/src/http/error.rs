@@ -19,10 +19,8 @@ pub enum ApiError {
     InvalidRecord { index: usize, reason: String },
     #[error("record {index} is {bytes} bytes (key, value and headers); the limit is {limit} (limits.record_bytes_max)")]
     RecordTooLarge { index: usize, bytes: usize, limit: usize },
-    #[error(
-        "the request body is larger than the limit of {limit} bytes (limits.body_bytes_max); send fewer records per request"
-    )]
-    BodyTooLarge { limit: usize },
+    #[error("the request body is larger than the limit of {limit} bytes ({setting})")]
+    BodyTooLarge { limit: usize, setting: &'static str },
     #[error("{0}")]
     InvalidRequest(String),
     #[error("{0}")]
@@ -31,6 +29,27 @@ pub enum ApiError {
     InvalidResumeToken(String),
     #[error("no route for {method} {path}; see docs/api.md for the endpoints")]
     NoRoute { method: String, path: String },
+    #[error("{path} does not take {method}; it takes {allowed}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: String,
+    },
+    #[error("{reason}")]
+    Overloaded { reason: String, retry_after_s: u32 },
+    /// An error the framework answered by itself, given the API's shape.
+    #[error("{message}")]
+    Framework { status: StatusCode, message: String },
+    #[error("the request URI is {bytes} bytes; the limit is {limit}")]
+    UriTooLong { bytes: usize, limit: usize },
+    #[error("the request headers are {bytes} bytes; the limit is {limit}")]
+    HeadersTooLarge { bytes: usize, limit: usize },
+    #[error("the request body stopped arriving for {after_ms} ms (http.body_read_timeout_ms); send it without pauses")]
+    RequestTimeout { after_ms: u64 },
+    #[error(
+        "the request has more than {limit} records (limits.records_per_request_max); split it into several requests"
+    )]
+    TooManyRecords { limit: usize },
 }
 
 impl ApiError {
@@ -55,6 +74,13 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::InvalidResumeToken(_) => (StatusCode::BAD_REQUEST, "invalid_resume_token"),
             Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::Framework { status, .. } => (*status, "http_error"),
+            Self::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            Self::HeadersTooLarge { .. } => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
+            Self::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::TooManyRecords { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_records"),
         }
     }
 
@@ -91,8 +117,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = self.message();
-        if status.is_server_error() {
+        // A broker fault is an error; a full disk or an overload is the operator's to see
+        // but says nothing is broken.
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(code, %message, "request failed");
+        } else if status.is_server_error() {
+            tracing::warn!(code, %message, "request refused");
         }
         let mut body = json!({ "error": { "code": code, "message": message } });
         if let Self::Topic(TopicError::OffsetOutOfRange {
@@ -104,6 +134,17 @@ impl IntoResponse for ApiError {
             body["error"]["log_start_offset"] = json!(log_start_offset);
             body["error"]["high_watermark"] = json!(high_watermark);
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::Overloaded { retry_after_s, .. } = &self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, (*retry_after_s).into());
+        }
+        if let Self::MethodNotAllowed { allowed, .. } = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(allowed)
+        {
+            response.headers_mut().insert(axum::http::header::ALLOW, v);
+        }
+        response
     }
 }

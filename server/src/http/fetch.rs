@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::records::{Encoding, write_records};
-use super::{ApiError, AppState};
+use super::{ApiError, ApiPath, AppState};
 use crate::topic::{Partition, Topic};
 
 /// Records a fetch returns when it names no `max_records`.
@@ -55,7 +55,7 @@ pub fn parse_encoding(value: Option<&str>) -> Result<Encoding, ApiError> {
 
 pub async fn fetch(
     State(state): State<AppState>,
-    Path((topic, partition)): Path<(String, u32)>,
+    ApiPath((topic, partition)): ApiPath<(String, u32)>,
     query: Result<Query<FetchQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;

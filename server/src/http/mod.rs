@@ -2,11 +2,16 @@
 //! share it. Handlers live one concern per file; they speak DTOs, never storage internals.
 
 mod error;
+mod extract;
 mod fetch;
+mod guard;
+pub mod listener;
 mod modules;
+mod plain_errors;
 mod processors;
 pub mod produce;
 mod records;
+pub mod records_in;
 mod sse;
 mod topics;
 
@@ -22,6 +27,9 @@ use axum::routing::{get, post, put};
 use tower_http::cors::CorsLayer;
 
 pub use error::ApiError;
+use extract::ApiPath;
+pub use guard::RequestBudget;
+pub use listener::{CONNECTIONS_RESERVED, ListenerSettings, serve};
 
 use crate::config::Config;
 use crate::metrics::{Metrics, RouteLabels};
@@ -35,10 +43,10 @@ pub struct AppState {
     pub processors: Processors,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub budget: RequestBudget,
 }
 
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.limits.body_bytes_max;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -47,12 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/topics/{topic}/records", post(produce::produce))
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(fetch::fetch))
         .route("/v1/topics/{topic}/events", get(sse::events))
-        .route(
-            "/v1/modules",
-            post(modules::upload)
-                .get(modules::list)
-                .layer(DefaultBodyLimit::max(state.config.limits.module_bytes_max)),
-        )
+        .route("/v1/modules", post(modules::upload).get(modules::list))
         .route("/v1/processors", get(processors::list))
         .route(
             "/v1/processors/{name}",
@@ -62,8 +65,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/processors/{name}/resume", post(processors::resume))
         .route("/v1/processors/{name}/logs", get(processors::logs))
         .fallback(no_route)
+        // The guard reads and bounds every body itself (see `guard.rs`).
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .layer(middleware::from_fn(plain_errors::to_json))
         .layer(middleware::from_fn_with_state(state.clone(), record_latency))
-        .layer(DefaultBodyLimit::max(body_limit))
         .layer(CorsLayer::permissive())
         .with_state(state)
 }

@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 
@@ -13,7 +12,7 @@ use crate::processor::{ModuleInfo, ProcessorError};
 pub async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<ModuleInfo>), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -24,12 +23,6 @@ pub async fn upload(
             "Content-Type {content_type} is not supported; send the component bytes as application/wasm"
         )));
     }
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge {
-            limit: state.config.limits.module_bytes_max,
-        },
-        _ => ApiError::InvalidRequest(format!("could not read the request body: {e}")),
-    })?;
     let modules = state.processors.modules().clone();
     let info = tokio::task::spawn_blocking(move || modules.upload(&body))
         .await

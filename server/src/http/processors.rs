@@ -5,22 +5,25 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde::Serialize;
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiPath, AppState};
 use crate::processor::{ProcessorError, ProcessorSpec, ProcessorView};
 
 pub async fn deploy(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<ProcessorView>), ApiError> {
-    let spec: ProcessorSpec = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
-        .map_err(|e| ProcessorError::InvalidSpec(e.to_string()))?;
+    let spec: ProcessorSpec = super::extract::json_body(
+        &body,
+        r#"{"module":"sha256:...","input":"orders","outputs":["enriched"]}"#,
+    )
+    .map_err(ProcessorError::InvalidSpec)?;
     let created = state.processors.deploy(&name, spec).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(state.processors.view(&name)?)))
@@ -37,21 +40,30 @@ pub async fn list(State(state): State<AppState>) -> Json<ProcessorList> {
     })
 }
 
-pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ProcessorView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<ProcessorView>, ApiError> {
     Ok(Json(state.processors.view(&name)?))
 }
 
-pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ProcessorView>, ApiError> {
+pub async fn pause(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<ProcessorView>, ApiError> {
     state.processors.set_paused(&name, true).await?;
     Ok(Json(state.processors.view(&name)?))
 }
 
-pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ProcessorView>, ApiError> {
+pub async fn resume(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<ProcessorView>, ApiError> {
     state.processors.set_paused(&name, false).await?;
     Ok(Json(state.processors.view(&name)?))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<StatusCode, ApiError> {
     state.processors.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -59,7 +71,7 @@ pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> 
 /// The processor's log as SSE: the kept lines, then new ones as they come (`event: log`).
 pub async fn logs(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let (backlog, rx) = state.processors.logs(&name)?;
     let stop = state.topics.stop_readers();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::fetch::resolve_start;
 use super::records::{Encoding, write_records};
-use super::{ApiError, AppState};
+use super::{ApiError, ApiPath, AppState};
 use crate::metrics::Metrics;
 use crate::topic::{Partition, Topic, TopicError};
 
@@ -71,7 +71,7 @@ fn token(cursors: &[(Arc<Partition>, u64)]) -> String {
 
 pub async fn events(
     State(state): State<AppState>,
-    Path(topic): Path<String>,
+    ApiPath(topic): ApiPath<String>,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiPath, AppState};
 use crate::topic::{FsyncPolicy, Topic};
 
 /// `POST /v1/topics` body. Unset settings come from the server's defaults.
@@ -79,11 +79,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(Statu
     // Parsed by hand rather than with the `Json` extractor so that `curl -d '{...}'` (sent as
     // form-urlencoded unless told otherwise) works like a proper JSON request.
     let req: CreateTopic =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)).map_err(|e| {
-            ApiError::InvalidRequest(format!(
-                "{e}; expected a JSON object like {{\"name\":\"orders\",\"partitions\":3}}"
-            ))
-        })?;
+        super::extract::json_body(&body, r#"{"name":"orders","partitions":3}"#).map_err(ApiError::InvalidRequest)?;
     let mut config = state.config.defaults.clone();
     if let Some(p) = req.partitions {
         config.partitions = p;
@@ -132,11 +128,14 @@ pub async fn list(State(state): State<AppState>) -> Json<TopicList> {
     })
 }
 
-pub async fn describe(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TopicInfo>, ApiError> {
+pub async fn describe(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<TopicInfo>, ApiError> {
     Ok(Json(describe_topic(&state.topics.get(&name)?)))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<StatusCode, ApiError> {
     state.topics.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
