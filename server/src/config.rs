@@ -65,6 +65,12 @@ pub struct HttpConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Origins a browser page may call the API from (CORS): none by default; `["*"]` for any.
+    pub cors_origins: Vec<String>,
+    /// Host names the broker answers to (the `Host` header, port aside), against DNS
+    /// rebinding. Empty: `localhost`, `127.0.0.1` and `::1` when listening on loopback; any
+    /// name otherwise.
+    pub hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -74,8 +80,22 @@ impl Default for HttpConfig {
             body_read_timeout_ms: 10_000,
             tls_cert: None,
             tls_key: None,
+            cors_origins: Vec::new(),
+            hosts: Vec::new(),
         }
     }
+}
+
+/// Authentication.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The bootstrap admin token (at least 16 characters; better from `WEIR_ADMIN_TOKEN` than
+    /// from a file). Setting it turns authentication on.
+    pub admin_token: Option<String>,
+    /// Serve without authentication on an address other than loopback. Off: such a broker
+    /// refuses to start.
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +107,7 @@ pub struct Config {
     pub defaults: TopicConfig,
     pub limits: Limits,
     pub http: HttpConfig,
+    pub auth: AuthConfig,
     /// How often retention and idle-segment rolls run.
     pub retention_check_interval_ms: u64,
     /// Longest silence on an SSE stream before a comment heartbeat.
@@ -105,6 +126,7 @@ impl Default for Config {
             defaults: TopicConfig::default(),
             limits: Limits::default(),
             http: HttpConfig::default(),
+            auth: AuthConfig::default(),
             retention_check_interval_ms: 60_000,
             sse_heartbeat_ms: 15_000,
             index_interval_bytes: 4096,
@@ -217,6 +239,21 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "http.tls_cert and http.tls_key go together: give both or neither".into(),
             ));
+        }
+        if let Some(t) = &self.auth.admin_token
+            && t.chars().count() < crate::auth::ADMIN_TOKEN_CHARS_MIN
+        {
+            return Err(ConfigError::Invalid(format!(
+                "auth.admin_token must have at least {} characters",
+                crate::auth::ADMIN_TOKEN_CHARS_MIN
+            )));
+        }
+        if self.auth.admin_token.is_none() && !self.auth.insecure && !self.addr.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "{} is not a loopback address and authentication is off: anyone who reaches the port could do anything. \
+                 Set an admin token (WEIR_ADMIN_TOKEN or auth.admin_token), or pass --insecure to serve without one",
+                self.addr
+            )));
         }
         if self.index_interval_bytes == 0 || self.index_bytes_max < 64 {
             return Err(ConfigError::Invalid(

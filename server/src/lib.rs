@@ -3,14 +3,17 @@
 //! How this fits together, top to bottom (imports flow downward only):
 //! - [`cli`]: the `weir` command line: `serve`, and client subcommands over the HTTP API.
 //! - [`server`]: `run(config, listener, shutdown)` wires storage, the router and shutdown.
-//! - [`http`]: `router(state)`, handlers, SSE, the one `ApiError`.
+//! - [`http`]: `router(state)`, the accept loop, handlers, SSE, the one `ApiError`.
+//! - [`auth`]: tokens, rights and SSE tickets; the front ends ask it who a request is.
 //! - [`processor`]: module store, deployments, runners (read, call the guest, append, commit).
 //! - [`topic`]: the `Topics` handle, partitions, the group-commit writers, metadata on disk.
 //! - [`log`]: one partition's segments, batch codec, indexes, recovery, retention.
 //! - [`wasm`]: the WebAssembly runtime: engine, validation, compile cache, guest instances.
 //! - [`config`] and [`metrics`]: settings and Prometheus counters, passed down explicitly.
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod durable;
 pub mod http;
 pub mod log;
 pub mod metrics;

@@ -46,7 +46,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         config: Arc::new(config.clone()),
         metrics,
         budget: RequestBudget::new(config.limits.requests_memory_bytes()),
+        auth: crate::auth::Auth::open(&config.data_dir, config.auth.admin_token.as_deref())?,
     };
+    if !state.auth.enabled() && !config.addr.ip().is_loopback() {
+        tracing::warn!(addr = %config.addr, "authentication is off (--insecure): anyone who can reach the port can do anything");
+    } else if !state.auth.enabled() {
+        tracing::info!(addr = %config.addr, "authentication is off: loopback only, no admin token");
+    }
     let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
     let settings = ListenerSettings {
         header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms),

@@ -51,13 +51,15 @@ async fn silent_and_half_sent_connections_are_closed_after_the_header_timeout() 
     let mut half: Vec<TcpStream> = (0..20)
         .map(|_| {
             let mut s = TcpStream::connect(&addr).unwrap();
-            s.write_all(b"GET /v1/topics HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            s.write_all(b"GET /v1/topics HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+                .unwrap();
             s
         })
         .collect();
     // Keep-alive connections that went quiet after a request are closed the same way.
     let mut idle = TcpStream::connect(&addr).unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
     let mut first = [0u8; 64];
     assert!(idle.read(&mut first).unwrap() > 0);
     // Not a speed test: the bound is 20 times the configured timeout.
@@ -77,10 +79,13 @@ async fn a_connection_flood_keeps_room_for_healthz_and_service_returns_when_it_e
     let addr = env.addr();
     let flood: Vec<TcpStream> = (0..30).map(|_| TcpStream::connect(&addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200));
-    let (code, _) = raw_request(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let (code, _) = raw_request(
+        &addr,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(code, 200, "health checks get through a flood");
     let mut s = TcpStream::connect(&addr).unwrap();
-    s.write_all(b"GET /v1/topics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /v1/topics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
@@ -122,13 +127,13 @@ async fn a_body_that_stops_arriving_gets_408_and_the_memory_budget_answers_503()
     let addr = env.addr();
     // Declares 2 MiB (reserving 6 of the 8 MiB budget), sends a little, then pauses.
     let mut slow = TcpStream::connect(&addr).unwrap();
-    slow.write_all(b"POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{\"records\":[").unwrap();
+    slow.write_all(b"POST /v1/topics/t/records HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{\"records\":[").unwrap();
     std::thread::sleep(Duration::from_millis(100));
     // Meanwhile a second big body does not fit the budget: refused from its headers, before
     // its body is read.
     let (code, body) = raw_request(
         &addr,
-        b"POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000020\r\nConnection: close\r\n\r\n",
+        b"POST /v1/topics/t/records HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000020\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["error"]["code"], "overloaded");
@@ -255,21 +260,21 @@ async fn every_error_the_framework_answers_has_the_json_shape() {
     let env = Env::start();
     let addr = env.addr();
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
-        (b"PATCH /v1/topics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), 405, "method_not_allowed"),
+        (b"PATCH /v1/topics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(), 405, "method_not_allowed"),
         (
-            b"GET /v1/topics/t/partitions/x/records HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+            b"GET /v1/topics/t/partitions/x/records HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(),
             400,
             "invalid_request",
         ),
-        (b"GET /v1/topics/%FF%FE HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), 400, "invalid_request"),
+        (b"GET /v1/topics/%FF%FE HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(), 400, "invalid_request"),
         (
-            format!("GET /v1/topics?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a".repeat(9000)).into_bytes(),
+            format!("GET /v1/topics?{} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", "a".repeat(9000)).into_bytes(),
             414,
             "uri_too_long",
         ),
         (
             format!(
-                "GET /v1/topics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}\r\n",
+                "GET /v1/topics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{}\r\n",
                 (0..40).map(|i| format!("X-H{i}: {}\r\n", "v".repeat(2000))).collect::<String>()
             )
             .into_bytes(),
@@ -277,7 +282,7 @@ async fn every_error_the_framework_answers_has_the_json_shape() {
             "headers_too_large",
         ),
         (
-            b"POST /v1/modules HTTP/1.1\r\nHost: x\r\nContent-Type: application/wasm\r\nContent-Length: 999999999999\r\nConnection: close\r\n\r\n".to_vec(),
+            b"POST /v1/modules HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/wasm\r\nContent-Length: 999999999999\r\nConnection: close\r\n\r\n".to_vec(),
             413,
             "body_too_large",
         ),
@@ -291,7 +296,7 @@ async fn every_error_the_framework_answers_has_the_json_shape() {
     }
     let (_, body) = raw_request(
         &addr,
-        b"POST /v1/modules HTTP/1.1\r\nHost: x\r\nContent-Type: application/wasm\r\nContent-Length: 999999999999\r\nConnection: close\r\n\r\n",
+        b"POST /v1/modules HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/wasm\r\nContent-Length: 999999999999\r\nConnection: close\r\n\r\n",
     );
     let message = body["error"]["message"].as_str().unwrap();
     assert!(

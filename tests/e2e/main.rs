@@ -4,6 +4,7 @@
 // Test helpers panic on surprises by design: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod cli;
 mod disk_full;
 mod durability;

@@ -53,34 +53,6 @@ async fn metrics_count_records_bytes_latency_and_fsyncs() {
 }
 
 #[tokio::test]
-async fn browsers_get_cors_headers() {
-    let env = Env::start();
-    let resp = env
-        .api
-        .http
-        .get(format!("{}/v1/topics", env.api.base))
-        .header("Origin", "http://example.test")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
-    let preflight = env
-        .api
-        .http
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("{}/v1/topics/t/records", env.api.base),
-        )
-        .header("Origin", "http://example.test")
-        .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "content-type")
-        .send()
-        .await
-        .unwrap();
-    assert!(preflight.status().is_success());
-}
-
-#[tokio::test]
 async fn unknown_routes_are_404_with_a_json_error() {
     let env = Env::start();
     let (status, body) = env.api.get("/v2/nothing").await;

@@ -8,17 +8,37 @@ use serde_json::Value;
 pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Client {
-    pub fn new(base: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .build()
-            .context("cannot build the HTTP client")?;
+    /// A client of the server at `base`, sending `token` (if any) with every request.
+    pub fn new(base: &str, token: Option<&str>) -> anyhow::Result<Self> {
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
-            http,
+            http: Self::build(token)?,
+            token: token.map(str::to_owned),
         })
+    }
+
+    /// Another HTTP client with the same credentials and its own connections (a bench that
+    /// wants one connection per worker or subscriber).
+    pub fn separate_http(&self) -> anyhow::Result<reqwest::Client> {
+        Self::build(self.token.as_deref())
+    }
+
+    fn build(token: Option<&str>) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token holds characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .context("cannot build the HTTP client")
     }
 
     pub fn url(&self, path: &str) -> String {

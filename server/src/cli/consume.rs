@@ -57,7 +57,7 @@ impl Printer {
 }
 
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let mut printer = Printer {
         value_only: args.value_only,
         printed: 0,

@@ -8,6 +8,7 @@ mod processor;
 mod produce;
 mod project;
 mod serve;
+mod token;
 mod topic;
 
 use std::process::ExitCode;
@@ -32,6 +33,15 @@ pub struct ServerArg {
     /// Base URL of the Weir server.
     #[arg(long, global = true, env = "WEIR_URL", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// API token (`weir token create`), sent as `Authorization: Bearer`.
+    #[arg(long, global = true, env = "WEIR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ServerArg {
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Client::new(&self.server, self.token.as_deref())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +66,13 @@ enum Command {
         #[command(subcommand)]
         command: processor::ProcessorCommand,
     },
+    /// Create, list and revoke API tokens (admin).
+    Token {
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
     /// Measure throughput and latency against a running server.
     Bench {
         #[command(flatten)]
@@ -78,11 +95,12 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
-            Command::Topic { server, command } => topic::run(&Client::new(&server.server)?, command).await,
+            Command::Topic { server, command } => topic::run(&server.client()?, command).await,
+            Command::Token { server, command } => token::run(&server.client()?, command).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
-            Command::Bench { server, command } => bench::run(&server.server, command).await,
-            Command::Processor { server, command } => processor::run(&Client::new(&server.server)?, command).await,
+            Command::Bench { server, command } => bench::run(&server.client()?, command).await,
+            Command::Processor { server, command } => processor::run(&server.client()?, command).await,
         }
     });
     match result {

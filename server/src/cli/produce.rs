@@ -76,7 +76,7 @@ async fn send(client: &Client, topic: &str, records: Vec<Value>) -> anyhow::Resu
 }
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     if let Some(value) = &args.value {
         let answer = send(&client, &args.topic, vec![args.record(value)?]).await?;
         let o = &answer["offsets"][0];

@@ -38,6 +38,19 @@ pub struct ServeArgs {
     /// Longest silence on an SSE stream before a heartbeat comment, in milliseconds.
     #[arg(long, env = "WEIR_SSE_HEARTBEAT_MS")]
     sse_heartbeat_ms: Option<u64>,
+    /// The bootstrap admin token (16+ characters); turns authentication on. Prefer the
+    /// environment variable to the flag, which other users can see in `ps`.
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Serve without authentication on an address other than loopback.
+    #[arg(long, env = "WEIR_INSECURE")]
+    insecure: bool,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "WEIR_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "WEIR_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -70,6 +83,16 @@ impl ServeArgs {
         set(&mut c.limits.record_bytes_max, self.record_bytes_max);
         set(&mut c.retention_check_interval_ms, self.retention_check_interval_ms);
         set(&mut c.sse_heartbeat_ms, self.sse_heartbeat_ms);
+        if self.admin_token.is_some() {
+            c.auth.admin_token = self.admin_token;
+        }
+        c.auth.insecure |= self.insecure;
+        if self.tls_cert.is_some() {
+            c.http.tls_cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            c.http.tls_key = self.tls_key;
+        }
         c.validate()?;
         Ok(c)
     }

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::AuthError;
 use crate::processor::ProcessorError;
 use crate::topic::TopicError;
 
@@ -15,6 +16,14 @@ pub enum ApiError {
     Topic(#[from] TopicError),
     #[error(transparent)]
     Processor(ProcessorError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(
+        "Host '{host}' is not a name of this broker (http.hosts); a page that rebinds its DNS name to the broker is refused"
+    )]
+    HostNotAllowed { host: String },
+    #[error("requests from the web page at {origin} may not change anything here (http.cors_origins)")]
+    OriginNotAllowed { origin: String },
     #[error("record {index}: {reason}")]
     InvalidRecord { index: usize, reason: String },
     #[error("record {index} is {bytes} bytes (key, value and headers); the limit is {limit} (limits.record_bytes_max)")]
@@ -67,6 +76,15 @@ impl ApiError {
                     (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
                 }
             },
+            Self::Auth(e) => match e {
+                AuthError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+                AuthError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+                AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_token_request"),
+                AuthError::TokenNotFound(_) => (StatusCode::NOT_FOUND, "token_not_found"),
+                AuthError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+            },
+            Self::HostNotAllowed { .. } => (StatusCode::FORBIDDEN, "host_not_allowed"),
+            Self::OriginNotAllowed { .. } => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             Self::InvalidRecord { .. } => (StatusCode::BAD_REQUEST, "invalid_record"),
             Self::RecordTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large"),
             Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
@@ -139,6 +157,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, (*retry_after_s).into());
+        }
+        if let Self::Auth(AuthError::Unauthenticated(_)) = &self {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"weir\""),
+            );
         }
         if let Self::MethodNotAllowed { allowed, .. } = &self
             && let Ok(v) = axum::http::HeaderValue::from_str(allowed)

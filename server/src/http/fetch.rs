@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::records::{Encoding, write_records};
 use super::{ApiError, ApiPath, AppState};
+use crate::auth::{Action, Principal, Resource};
 use crate::topic::{Partition, Topic};
 
 /// Records a fetch returns when it names no `max_records`.
@@ -55,9 +56,11 @@ pub fn parse_encoding(value: Option<&str>) -> Result<Encoding, ApiError> {
 
 pub async fn fetch(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath((topic, partition)): ApiPath<(String, u32)>,
     query: Result<Query<FetchQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    principal.require(Resource::Topic, &topic, Action::Read)?;
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     let topic = state.topics.get(&topic)?;
     let partition = Arc::clone(topic.partition(partition)?);

@@ -89,14 +89,32 @@ impl RequestBudget {
 
 /// The middleware: see the module docs.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let had_body = has_body(&req);
     match admit(&state, req).await {
         Ok((req, permit)) => {
             let response = next.run(req).await;
             drop(permit);
             response
         }
-        Err(e) => e.into_response(),
+        Err(e) => close_if(had_body, e.into_response()),
     }
+}
+
+/// Whether the request says it carries a body.
+pub fn has_body(req: &Request) -> bool {
+    let length = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+    length.is_some_and(|n| n.trim() != "0") || req.headers().contains_key(header::TRANSFER_ENCODING)
+}
+
+/// An answer sent before the request's body was read: the connection cannot carry another
+/// request (the unread body is still on it), so say it will close.
+pub fn close_if(had_body: bool, mut response: Response) -> Response {
+    if had_body {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 async fn admit(state: &AppState, req: Request) -> Result<(Request, Option<OwnedSemaphorePermit>), ApiError> {

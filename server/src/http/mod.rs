@@ -1,6 +1,7 @@
 //! The HTTP API: `router(state)` builds every route and layer in one place, so tests and `main`
 //! share it. Handlers live one concern per file; they speak DTOs, never storage internals.
 
+mod auth;
 mod error;
 mod extract;
 mod fetch;
@@ -13,6 +14,8 @@ pub mod produce;
 mod records;
 pub mod records_in;
 mod sse;
+mod tickets;
+mod tokens;
 mod topics;
 
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use extract::ApiPath;
 pub use guard::RequestBudget;
 pub use listener::{CONNECTIONS_RESERVED, ListenerSettings, serve};
 
+use crate::auth::{Action, Auth, Principal, Resource};
 use crate::config::Config;
 use crate::metrics::{Metrics, RouteLabels};
 use crate::processor::Processors;
@@ -44,6 +48,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub budget: RequestBudget,
+    pub auth: Auth,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -64,13 +69,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/processors/{name}/pause", post(processors::pause))
         .route("/v1/processors/{name}/resume", post(processors::resume))
         .route("/v1/processors/{name}/logs", get(processors::logs))
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/v1/tickets", post(tickets::issue))
         .fallback(no_route)
         // The guard reads and bounds every body itself (see `guard.rs`).
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        // Who is asking is known before any body is read.
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(plain_errors::to_json))
         .layer(middleware::from_fn_with_state(state.clone(), record_latency))
-        .layer(CorsLayer::permissive())
+        .layer(cors(&state.config))
         .with_state(state)
 }
 
@@ -78,11 +88,33 @@ async fn healthz() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}")
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
+async fn metrics(State(state): State<AppState>, principal: Principal) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Resource::Metrics, "*", Action::Read)?;
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.encode(),
-    )
+    ))
+}
+
+/// CORS for the origins of `http.cors_origins` (none by default: browsers then refuse to give
+/// a page on another origin what the broker answered).
+fn cors(config: &Config) -> CorsLayer {
+    use axum::http::{HeaderName, HeaderValue};
+    use tower_http::cors::{AllowOrigin, Any};
+    let origins = &config.http.cors_origins;
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        return layer.allow_origin(Any);
+    }
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    layer.allow_origin(AllowOrigin::list(list))
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {

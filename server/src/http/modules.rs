@@ -7,13 +7,16 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 
 use super::{ApiError, AppState};
+use crate::auth::{Action, Principal, Resource};
 use crate::processor::{ModuleInfo, ProcessorError};
 
 pub async fn upload(
     State(state): State<AppState>,
+    principal: Principal,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<ModuleInfo>), ApiError> {
+    principal.require(Resource::Module, "*", Action::Upload)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -35,7 +38,11 @@ pub struct ModuleList {
     modules: Vec<ModuleInfo>,
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<ModuleList>, ApiError> {
+pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<ModuleList>, ApiError> {
+    if principal.require(Resource::Module, "*", Action::Read).is_err() {
+        // Whoever may deploy a processor may see what there is to deploy.
+        principal.require_any(Resource::Processor, Action::Deploy)?;
+    }
     let modules = state.processors.modules().list().map_err(ApiError::from)?;
     Ok(Json(ModuleList { modules }))
 }

@@ -12,21 +12,44 @@ use futures::Stream;
 use serde::Serialize;
 
 use super::{ApiError, ApiPath, AppState};
-use crate::processor::{ProcessorError, ProcessorSpec, ProcessorView};
+use crate::auth::{Action, Principal, Resource};
+use crate::processor::{OnError, ProcessorError, ProcessorSpec, ProcessorView};
 
 pub async fn deploy(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(name): ApiPath<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<ProcessorView>), ApiError> {
+    principal.require(Resource::Processor, &name, Action::Deploy)?;
     let spec: ProcessorSpec = super::extract::json_body(
         &body,
         r#"{"module":"sha256:...","input":"orders","outputs":["enriched"]}"#,
     )
     .map_err(ProcessorError::InvalidSpec)?;
+    require_topics(&state, &principal, &name, &spec)?;
     let created = state.processors.deploy(&name, spec).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(state.processors.view(&name)?)))
+}
+
+/// A processor reads and writes topics on behalf of whoever deployed it: that principal must
+/// hold those rights itself (and the right to create the dead-letter topic if it is missing).
+fn require_topics(state: &AppState, p: &Principal, name: &str, spec: &ProcessorSpec) -> Result<(), ApiError> {
+    p.require(Resource::Topic, &spec.input, Action::Read)?;
+    for o in &spec.outputs {
+        p.require(Resource::Topic, o, Action::Write)?;
+    }
+    if spec.on_error == OnError::DeadLetter {
+        let dlq = spec.dead_letter_topic(name);
+        let action = if state.topics.get(&dlq).is_ok() {
+            Action::Write
+        } else {
+            Action::Admin
+        };
+        p.require(Resource::Topic, &dlq, action)?;
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -34,36 +57,49 @@ pub struct ProcessorList {
     processors: Vec<ProcessorView>,
 }
 
-pub async fn list(State(state): State<AppState>) -> Json<ProcessorList> {
-    Json(ProcessorList {
-        processors: state.processors.list(),
-    })
+/// The processors the caller has any right on.
+pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<ProcessorList>, ApiError> {
+    principal.require_any(Resource::Processor, Action::Any)?;
+    let mut processors = state.processors.list();
+    processors.retain(|p| principal.sees(Resource::Processor, &p.name));
+    Ok(Json(ProcessorList { processors }))
 }
 
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ProcessorView>, ApiError> {
+    principal.require(Resource::Processor, &name, Action::Read)?;
     Ok(Json(state.processors.view(&name)?))
 }
 
 pub async fn pause(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ProcessorView>, ApiError> {
+    principal.require(Resource::Processor, &name, Action::Operate)?;
     state.processors.set_paused(&name, true).await?;
     Ok(Json(state.processors.view(&name)?))
 }
 
 pub async fn resume(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ProcessorView>, ApiError> {
+    principal.require(Resource::Processor, &name, Action::Operate)?;
     state.processors.set_paused(&name, false).await?;
     Ok(Json(state.processors.view(&name)?))
 }
 
-pub async fn delete(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Resource::Processor, &name, Action::Deploy)?;
     state.processors.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -71,8 +107,10 @@ pub async fn delete(State(state): State<AppState>, ApiPath(name): ApiPath<String
 /// The processor's log as SSE: the kept lines, then new ones as they come (`event: log`).
 pub async fn logs(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    principal.require(Resource::Processor, &name, Action::Read)?;
     let (backlog, rx) = state.processors.logs(&name)?;
     let stop = state.topics.stop_readers();
     let event = |line: &crate::processor::LogLine| {

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::records_in::{Parsed, parse_json, parse_ndjson};
 use super::{ApiError, ApiPath, AppState};
+use crate::auth::{Action, Principal, Resource};
 use crate::log::NewRecord;
 use crate::topic::{Topic, partitioner};
 
@@ -31,10 +32,12 @@ pub struct ProduceResponse {
 
 pub async fn produce(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(topic): ApiPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<ProduceResponse>), ApiError> {
+    principal.require(Resource::Topic, &topic, Action::Write)?;
     let topic = state.topics.get(&topic)?;
     let max = state.config.limits.records_per_request_max;
     let content_type = headers
@@ -43,8 +46,7 @@ pub async fn produce(
         .unwrap_or("application/json");
     let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let parsed = match mime.as_str() {
-        // curl -d sends application/x-www-form-urlencoded unless told otherwise: read it as JSON.
-        "application/json" | "" | "application/x-www-form-urlencoded" => parse_json(&body, max)?,
+        "application/json" | "" => parse_json(&body, max)?,
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => parse_ndjson(&body, max)?,
         other => {
             return Err(ApiError::UnsupportedMediaType(format!(

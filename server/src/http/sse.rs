@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use super::fetch::resolve_start;
 use super::records::{Encoding, write_records};
 use super::{ApiError, ApiPath, AppState};
+use crate::auth::{Action, Principal, Resource};
 use crate::metrics::Metrics;
 use crate::topic::{Partition, Topic, TopicError};
 
@@ -39,6 +40,9 @@ pub struct EventsQuery {
     partition: Option<u32>,
     last_event_id: Option<String>,
     encoding: Option<String>,
+    /// A ticket from `POST /v1/tickets` (checked by the authentication layer).
+    #[allow(dead_code)]
+    ticket: Option<String>,
 }
 
 /// Parses a resume token into `partition -> next offset`.
@@ -71,10 +75,12 @@ fn token(cursors: &[(Arc<Partition>, u64)]) -> String {
 
 pub async fn events(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(topic): ApiPath<String>,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    principal.require(Resource::Topic, &topic, Action::Read)?;
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     let topic = state.topics.get(&topic)?;
     let encoding = super::fetch::parse_encoding(q.encoding.as_deref())?;

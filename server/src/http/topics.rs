@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{ApiError, ApiPath, AppState};
+use crate::auth::{Action, Principal, Resource};
 use crate::topic::{FsyncPolicy, Topic};
 
 /// `POST /v1/topics` body. Unset settings come from the server's defaults.
@@ -75,11 +76,15 @@ fn describe_topic(topic: &Arc<Topic>) -> TopicInfo {
     }
 }
 
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
-    // Parsed by hand rather than with the `Json` extractor so that `curl -d '{...}'` (sent as
-    // form-urlencoded unless told otherwise) works like a proper JSON request.
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: Bytes,
+) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
+    principal.require_any(Resource::Topic, Action::Admin)?;
     let req: CreateTopic =
         super::extract::json_body(&body, r#"{"name":"orders","partitions":3}"#).map_err(ApiError::InvalidRequest)?;
+    principal.require(Resource::Topic, &req.name, Action::Admin)?;
     let mut config = state.config.defaults.clone();
     if let Some(p) = req.partitions {
         config.partitions = p;
@@ -122,20 +127,37 @@ pub struct TopicList {
     topics: Vec<TopicInfo>,
 }
 
-pub async fn list(State(state): State<AppState>) -> Json<TopicList> {
-    Json(TopicList {
-        topics: state.topics.list().iter().map(describe_topic).collect(),
-    })
+/// The topics the caller has any right on.
+pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<TopicList>, ApiError> {
+    principal.require_any(Resource::Topic, Action::Any)?;
+    Ok(Json(TopicList {
+        topics: state
+            .topics
+            .list()
+            .iter()
+            .filter(|t| principal.sees(Resource::Topic, &t.name))
+            .map(describe_topic)
+            .collect(),
+    }))
 }
 
 pub async fn describe(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<TopicInfo>, ApiError> {
+    if !principal.sees(Resource::Topic, &name) {
+        principal.require(Resource::Topic, &name, Action::Read)?;
+    }
     Ok(Json(describe_topic(&state.topics.get(&name)?)))
 }
 
-pub async fn delete(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Resource::Topic, &name, Action::Admin)?;
     state.topics.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,51 +1,24 @@
 //! Small durable files: whole-file atomic replace, and a crash-safe offset slot.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::ProcessorError;
 
-/// Replaces `path` with `bytes` so that a crash leaves the old or the new file, never a mix:
-/// write a temporary file, fsync it, rename it over, fsync the directory.
+/// Replaces `path` with `bytes` durably (see [`crate::durable::write_atomically`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ProcessorError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(|e| ProcessorError::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| ProcessorError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ProcessorError::io(path, e))?;
-    match path.parent() {
-        Some(dir) => sync_dir(dir),
-        None => Ok(()),
-    }
+    crate::durable::write_atomically(path, bytes).map_err(|e| ProcessorError::io(path, e))
 }
 
 /// Fsyncs a directory, so the names created, renamed or removed in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<(), ProcessorError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ProcessorError::io(dir, e))
+    crate::durable::sync_dir(dir).map_err(|e| ProcessorError::io(dir, e))
 }
 
-/// Creates `dir` and any missing parents, each made durable in its own parent.
+/// Creates `dir` and any missing parents durably.
 pub fn create_dir_durable(dir: &Path) -> Result<(), ProcessorError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        create_dir_durable(parent)?;
-    }
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(ProcessorError::io(dir, e)),
-    }
-    match dir.parent() {
-        Some(parent) => sync_dir(parent),
-        None => Ok(()),
-    }
+    crate::durable::create_dir(dir).map_err(|e| ProcessorError::io(dir, e))
 }
 
 /// A committed input offset, durable across crashes.

@@ -90,8 +90,8 @@ mod processors;
 
 pub use processors::{GuestBench, ProcessorBench};
 
-pub async fn run(server: &str, command: BenchCommand) -> anyhow::Result<()> {
-    let client = Client::new(server)?;
+pub async fn run(client: &Client, command: BenchCommand) -> anyhow::Result<()> {
+    let client = client.clone();
     match command {
         BenchCommand::Produce(b) => produce(&client, b).await,
         BenchCommand::Consume(b) => consume(&client, b).await,
@@ -161,7 +161,7 @@ pub(super) async fn produce(client: &Client, b: ProduceBench) -> anyhow::Result<
             .map(|i| json!({ "value": payload(b.record_size, (c * b.batch + i) as u64) }))
             .collect();
         let body = bytes::Bytes::from(serde_json::to_vec(&json!({ "records": records }))?);
-        let (http, url, next) = (reqwest::Client::new(), url.clone(), Arc::clone(&next));
+        let (http, url, next) = (client.separate_http()?, url.clone(), Arc::clone(&next));
         workers.push(tokio::spawn(async move {
             let mut h = histogram();
             while next.fetch_add(1, Ordering::Relaxed) < requests {
@@ -402,7 +402,7 @@ async fn sse_idle(client: &Client, b: SseIdleBench) -> anyhow::Result<()> {
     let mut subs = Vec::with_capacity(b.subscribers);
     for _ in 0..b.subscribers {
         // One client per subscriber: one connection each, as browsers would hold.
-        let http = reqwest::Client::new();
+        let http = client.separate_http()?;
         let resp = http
             .get(client.url(&format!("/v1/topics/{topic}/events")))
             .send()
