@@ -25,6 +25,8 @@ pub struct Limits {
     pub wait_ms_max: u64,
     /// Largest component upload: Python and JavaScript components are 10-20 MB.
     pub module_bytes_max: usize,
+    /// Disk all modules may take, uploads and compiled code together.
+    pub modules_bytes_max: u64,
     /// Most records one produce request may carry: each costs memory beyond its bytes.
     pub records_per_request_max: usize,
     /// Memory all requests in flight may hold together (each reserves about three times its
@@ -45,6 +47,7 @@ impl Default for Limits {
             fetch_bytes_max: 64 * 1024 * 1024,
             wait_ms_max: 60_000,
             module_bytes_max: 128 * 1024 * 1024,
+            modules_bytes_max: 4 * 1024 * 1024 * 1024,
             records_per_request_max: 100_000,
             requests_memory_bytes_max: 0,
             connections_max: 0,
@@ -144,13 +147,13 @@ impl Limits {
         (machine_memory_bytes() / 4).clamp(64 * 1024 * 1024, 1024 * 1024 * 1024)
     }
 
-    /// `connections_max`, with 0 resolved against the open-file limit: a quarter of the
-    /// descriptors (at least 256) stay for the logs' files.
+    /// `connections_max`, with 0 resolved against the open-file limit: half the descriptors
+    /// (at least 256) stay for the logs' files (three per segment of every partition).
     pub fn connections(&self, open_files: u64) -> usize {
         if self.connections_max > 0 {
             return self.connections_max;
         }
-        let files = (open_files / 4).max(256);
+        let files = (open_files / 2).max(256);
         (open_files.saturating_sub(files) as usize)
             .saturating_sub(crate::http::CONNECTIONS_RESERVED)
             .clamp(16, 50_000)
@@ -240,13 +243,15 @@ impl Config {
                 "http.tls_cert and http.tls_key go together: give both or neither".into(),
             ));
         }
-        if let Some(t) = &self.auth.admin_token
-            && t.chars().count() < crate::auth::ADMIN_TOKEN_CHARS_MIN
-        {
-            return Err(ConfigError::Invalid(format!(
-                "auth.admin_token must have at least {} characters",
-                crate::auth::ADMIN_TOKEN_CHARS_MIN
-            )));
+        if let Some(t) = &self.auth.admin_token {
+            let t = t.trim();
+            let distinct: std::collections::BTreeSet<char> = t.chars().collect();
+            if t.chars().count() < crate::auth::ADMIN_TOKEN_CHARS_MIN || distinct.len() < 8 {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.admin_token must have at least {} characters, 8 of them different (try: head -c 24 /dev/urandom | base64)",
+                    crate::auth::ADMIN_TOKEN_CHARS_MIN
+                )));
+            }
         }
         if self.auth.admin_token.is_none() && !self.auth.insecure && !self.addr.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(

@@ -38,7 +38,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         function_cache: Some(Arc::new(function_cache)),
         ..RuntimeConfig::default()
     })?;
-    let modules = ModuleStore::open(&config.data_dir, runtime)?;
+    let modules = ModuleStore::open(&config.data_dir, runtime, config.limits.modules_bytes_max)?;
     let processors = Processors::open(&config.data_dir, topics.clone(), modules).await?;
     let state = AppState {
         topics: topics.clone(),
@@ -52,6 +52,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         tracing::warn!(addr = %config.addr, "authentication is off (--insecure): anyone who can reach the port can do anything");
     } else if !state.auth.enabled() {
         tracing::info!(addr = %config.addr, "authentication is off: loopback only, no admin token");
+    }
+    if !state.auth.enabled() && config.http.cors_origins.iter().any(|o| o == "*") {
+        tracing::warn!(
+            "http.cors_origins allows every origin and authentication is off: any web page a user of this machine opens can use the broker"
+        );
     }
     let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
     let settings = ListenerSettings {

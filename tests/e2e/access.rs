@@ -32,31 +32,32 @@ pub async fn token(admin: &Api, rights: &[&str]) -> (String, String) {
     )
 }
 
-/// Every route of the API, with parameters naming things that exist.
-fn routes(token_id: &str) -> Vec<(Method, String)> {
-    vec![
-        (Method::GET, "/metrics".into()),
-        (Method::POST, "/v1/topics".into()),
-        (Method::GET, "/v1/topics".into()),
-        (Method::GET, "/v1/topics/t".into()),
-        (Method::DELETE, "/v1/topics/t".into()),
-        (Method::POST, "/v1/topics/t/records".into()),
-        (Method::GET, "/v1/topics/t/partitions/0/records".into()),
-        (Method::GET, "/v1/topics/t/events".into()),
-        (Method::POST, "/v1/modules".into()),
-        (Method::GET, "/v1/modules".into()),
-        (Method::GET, "/v1/processors".into()),
-        (Method::PUT, "/v1/processors/p".into()),
-        (Method::GET, "/v1/processors/p".into()),
-        (Method::DELETE, "/v1/processors/p".into()),
-        (Method::POST, "/v1/processors/p/pause".into()),
-        (Method::POST, "/v1/processors/p/resume".into()),
-        (Method::GET, "/v1/processors/p/logs".into()),
-        (Method::POST, "/v1/tokens".into()),
-        (Method::GET, "/v1/tokens".into()),
-        (Method::DELETE, format!("/v1/tokens/{token_id}")),
-        (Method::POST, "/v1/tickets".into()),
-    ]
+/// Every operation of the API's OpenAPI document (which a unit test holds equal to the
+/// router), with parameters naming things that exist; public ones aside.
+async fn routes(api: &Api, token_id: &str, module_id: &str) -> Vec<(Method, String)> {
+    let (status, doc) = api.get("/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK, "the document is public");
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["security"] == json!([{}]) {
+                continue;
+            }
+            let id = if path.starts_with("/v1/tokens") {
+                token_id
+            } else {
+                module_id
+            };
+            let concrete = path
+                .replace("{topic}", "t")
+                .replace("{partition}", "0")
+                .replace("{name}", "p")
+                .replace("{id}", id);
+            out.push((method.to_uppercase().parse().unwrap(), concrete));
+        }
+    }
+    assert!(out.len() >= 22, "{out:?}");
+    out
 }
 
 async fn status_of(api: &Api, method: &Method, path: &str) -> (StatusCode, Value, bool) {
@@ -86,7 +87,7 @@ async fn every_route_answers_401_without_a_token_and_403_to_a_token_without_righ
     let (secret, token_id) = token(&admin, &[]).await;
     let powerless = env.api.with_token(&secret);
     let forged = env.api.with_token("weir_000000000000_0000");
-    for (method, path) in routes(&token_id) {
+    for (method, path) in routes(&env.api, &token_id, &id).await {
         let (status, body, challenged) = status_of(&env.api, &method, &path).await;
         assert_eq!(
             status,
@@ -426,4 +427,168 @@ fn tls_serves_https_with_the_configured_certificate() {
         "200",
         "plain HTTP is not served"
     );
+}
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_open_streams_and_an_expired_ticket_ends_its_stream() {
+    let (env, admin) = secured();
+    admin.create_topic("t", 1).await;
+    let (secret, id) = token(&admin, &["topic:t:read"]).await;
+    let reader = env.api.with_token(&secret);
+    let mut stream = crate::harness::SseStream::open(&reader, "/v1/topics/t/events", None).await;
+    let (_, short) = reader.post("/v1/tickets", json!({"topic": "t", "ttl_ms": 1500})).await;
+    let ticket = short["ticket"].as_str().unwrap();
+    let mut by_ticket =
+        crate::harness::SseStream::open(&env.api, &format!("/v1/topics/t/events?ticket={ticket}"), None).await;
+    // The ticket's time runs out: its stream says so and ends.
+    let mut ended = None;
+    while let Some(ev) = by_ticket.next(Duration::from_secs(10)).await {
+        if ev.event == "error" {
+            ended = Some(ev.data);
+        }
+    }
+    assert!(
+        ended.is_some_and(|d| d.contains("unauthorized")),
+        "the ticket's stream ended with an error event"
+    );
+    admin.call(Method::DELETE, &format!("/v1/tokens/{id}"), None).await;
+    let mut last = None;
+    while let Some(ev) = stream.next(Duration::from_secs(10)).await {
+        last = Some(ev);
+    }
+    let last = last.expect("an event before the end");
+    assert_eq!(last.event, "error", "{last:?}");
+    admin.produce("t", json!([{"value": "after"}])).await;
+}
+
+#[tokio::test]
+async fn odd_but_valid_credentials_work_and_malformed_ones_are_refused() {
+    let (env, admin) = secured();
+    admin.create_topic("t", 1).await;
+    let lower = env
+        .api
+        .http
+        .get(format!("{}/v1/topics/t", env.api.base))
+        .header("authorization", format!("bearer {ADMIN}"))
+        .header("host", "LOCALHOST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        lower.status(),
+        StatusCode::OK,
+        "the scheme and host names are case-insensitive"
+    );
+    for host in ["[::1]evil", "localhost:evil", "localhost:", "evil.test"] {
+        let resp = admin
+            .http
+            .get(format!("{}/v1/topics/t", admin.base))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "Host: {host}");
+    }
+    for right in ["module:x:upload", "metrics:m:read"] {
+        let (status, body) = admin.post("/v1/tokens", json!({"name": "x", "rights": [right]})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{right}: {body}");
+    }
+    let (status, body) = admin
+        .post("/v1/tickets", json!({"topic": "t\n99999999999999\nadmin"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = admin
+        .post(
+            "/v1/topics",
+            json!({"name": "slow", "fsync": "interval", "fsync_interval_ms": 18446744073709551615u64}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let (status, body) = admin
+        .post(
+            "/v1/topics/t/records",
+            json!({"records": [{"value": "x", "timestamp": ahead}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("microseconds"));
+    let headers: serde_json::Map<String, Value> = (0..1025).map(|i| (format!("h{i}"), json!(""))).collect();
+    let (status, _) = admin
+        .post(
+            "/v1/topics/t/records",
+            json!({"records": [{"value": "x", "headers": headers}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "too many headers on one record");
+}
+
+#[test]
+fn a_weak_admin_token_is_refused_and_one_with_a_trailing_newline_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("WEIR_ADMIN_TOKEN", "aaaaaaaaaaaaaaaaaaaa")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("8 of them different"));
+}
+
+#[tokio::test]
+async fn an_insecure_broker_off_loopback_answers_only_to_ip_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::harness::Server::start_at(dir.path(), "0.0.0.0:0", &["--insecure"]);
+    let api = server.client();
+    let url = format!("{}/v1/topics", api.base.replace("0.0.0.0", "127.0.0.1"));
+    let rebound = api
+        .http
+        .get(&url)
+        .header("host", "attacker.example:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        rebound.status(),
+        StatusCode::FORBIDDEN,
+        "a DNS name is refused without http.hosts"
+    );
+    let direct = api.http.get(&url).send().await.unwrap();
+    assert_eq!(direct.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_deleted_dead_letter_topic_is_not_brought_back_by_a_resume() {
+    let (_env, admin) = secured();
+    admin.create_topic("in", 1).await;
+    admin.create_topic("out", 1).await;
+    let id = upload(&admin, &example("uppercase")).await;
+    assert_eq!(
+        deploy(&admin, "pz", json!({"module": id, "input": "in", "outputs": ["out"]}))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        admin.get("/v1/topics/pz-dlq").await.0,
+        StatusCode::OK,
+        "the deploy made it"
+    );
+    assert_eq!(
+        admin.call(Method::DELETE, "/v1/topics/pz-dlq", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, view) = admin.call(Method::POST, "/v1/processors/pz/pause", None).await;
+    let (_, view2) = admin.call(Method::POST, "/v1/processors/pz/resume", None).await;
+    assert_eq!(
+        admin.get("/v1/topics/pz-dlq").await.0,
+        StatusCode::NOT_FOUND,
+        "{view} {view2}"
+    );
+    assert_eq!(view2["state"], "failed");
+    assert!(view2["last_error"].as_str().unwrap().contains("dead-letter"), "{view2}");
 }

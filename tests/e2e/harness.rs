@@ -23,7 +23,14 @@ pub struct Server {
 impl Server {
     /// Starts `weir serve` on a free port over `data_dir`, with extra flags.
     pub fn start(data_dir: &Path, args: &[&str]) -> Self {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Self::start_at(data_dir, "127.0.0.1:0", args)
+    }
+
+    /// Starts `weir serve` on `addr`.
+    pub fn start_at(data_dir: &Path, addr: &str, args: &[&str]) -> Self {
+        let mut all = vec!["--addr".to_owned(), addr.to_owned()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let args = all;
         let (child, url) = spawn(data_dir, &args);
         Self {
             child,
@@ -79,7 +86,7 @@ impl Drop for Server {
 
 fn spawn(data_dir: &Path, args: &[String]) -> (Child, String) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(args)
         .env("WEIR_LOG", "warn")

@@ -125,19 +125,28 @@ async fn a_body_that_stops_arriving_gets_408_and_the_memory_budget_answers_503()
     );
     env.api.create_topic("t", 1).await;
     let addr = env.addr();
-    // Declares 2 MiB (reserving 6 of the 8 MiB budget), sends a little, then pauses.
+    // Sends most of a 2 MiB body (reserving 6 of the 8 MiB budget as it arrives), then pauses.
     let mut slow = TcpStream::connect(&addr).unwrap();
     slow.write_all(b"POST /v1/topics/t/records HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{\"records\":[").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    // Meanwhile a second big body does not fit the budget: refused from its headers, before
-    // its body is read.
-    let (code, body) = raw_request(
-        &addr,
-        b"POST /v1/topics/t/records HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000020\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(code, 503, "{body}");
-    assert_eq!(body["error"]["code"], "overloaded");
+    slow.write_all(&vec![b' '; 1_900_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // Meanwhile a second big body does not fit the budget.
     let big = format!("{{\"records\":[{{\"value\":\"{}\"}}]}}", "x".repeat(1_000_000));
+    let mut second = TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /v1/topics/t/records HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        big.len()
+    );
+    second.write_all(head.as_bytes()).unwrap();
+    // The broker refuses as soon as the body's first part does not fit; the rest may not be
+    // taken.
+    let _ = second.write_all(big.as_bytes());
+    let mut answer = String::new();
+    second.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = second.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("overloaded"), "{answer}");
     // The paused body times out; its reservation is given back.
     let mut answer = String::new();
     slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -307,5 +316,111 @@ async fn every_error_the_framework_answers_has_the_json_shape() {
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+}
+
+#[tokio::test]
+async fn a_body_is_read_only_for_a_caller_with_the_right_and_never_on_a_get() {
+    let env = Env::with_config(
+        "[limits]\nbody_bytes_max = 2097152\nrecord_bytes_max = 1048576\nrequests_memory_bytes_max = 8388608\n[auth]\nadmin_token = \"admin-token-for-the-tests-0123456789\"\n",
+    );
+    let addr = env.addr();
+    let admin = env.api.with_token("admin-token-for-the-tests-0123456789");
+    admin.create_topic("t", 1).await;
+    // Anyone: a GET with a body (the public /healthz included) is refused at once.
+    let (code, body) = raw_request(
+        &addr,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n{",
+    );
+    assert_eq!(code, 400, "{body}");
+    // Without the right to produce, a slow body is refused before it is read, holding nothing.
+    let mut slow: Vec<TcpStream> = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(b"POST /v1/topics/t/records HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{").unwrap();
+        slow.push(s);
+    }
+    for s in &mut slow {
+        let mut answer = String::new();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    }
+    // The budget is whole: a big authorized body fits.
+    let big = format!("{{\"records\":[{{\"value\":\"{}\"}}]}}", "x".repeat(1_000_000));
+    let resp = admin
+        .http
+        .post(format!("{}/v1/topics/t/records", admin.base))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let env = Env::start();
+    let addr = env.addr();
+    for i in 0..20 {
+        let raw = format!(
+            "M{i}{} /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            "Q".repeat(1000)
+        );
+        let (code, _) = raw_request(&addr, raw.as_bytes());
+        assert!(code >= 400, "{code}");
+    }
+    let text = env
+        .api
+        .http
+        .get(format!("{}/metrics", env.api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("QQQQ"), "a made-up method became a metric label");
+    assert!(text.contains("method=\"other\""), "made-up methods share one label");
+}
+
+#[tokio::test]
+async fn a_big_request_is_stored_in_small_batches_and_reads_stay_near_their_byte_limits() {
+    let env = Env::start();
+    env.api.create_topic("esc", 1).await;
+    // 16 records of 1 MiB of control bytes: escaped, each is 6 MiB of JSON.
+    let value = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![1u8; 1024 * 1024 - 64]);
+    let records: Vec<_> = (0..16).map(|_| serde_json::json!({"value_b64": value})).collect();
+    env.api.produce("esc", serde_json::json!(records)).await;
+    let resp = env
+        .api
+        .http
+        .get(format!(
+            "{}/v1/topics/esc/partitions/0/records?offset=0&max_bytes=1",
+            env.api.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let body = resp.bytes().await.unwrap();
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        page["records"].as_array().unwrap().len(),
+        1,
+        "one record at least, and no more"
+    );
+    assert!(
+        body.len() < 8 * 1024 * 1024,
+        "a fetch of max_bytes=1 answered {} bytes",
+        body.len()
+    );
+    let mut sse = crate::harness::SseStream::open(&env.api, "/v1/topics/esc/events?from=earliest", None).await;
+    let ev = sse.next(Duration::from_secs(10)).await.unwrap();
+    assert!(
+        ev.data.len() < 8 * 1024 * 1024,
+        "one event carried {} bytes",
+        ev.data.len()
     );
 }

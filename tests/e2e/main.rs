@@ -12,6 +12,7 @@ mod fetch;
 mod harness;
 mod hostile_http;
 mod languages;
+mod openapi_conformance;
 mod ops;
 mod processor_lifecycle;
 mod processor_test;

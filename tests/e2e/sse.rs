@@ -108,7 +108,9 @@ async fn sse_from_latest_sees_only_new_records_and_one_partition_when_asked() {
     let (got, id) = sse.records(1).await;
     assert_eq!(got[0]["value"], "new");
     assert_eq!(got[0]["offset"], 1);
-    assert_eq!(id.as_deref(), Some("1:2"));
+    let (_, t) = env.api.get("/v1/topics/t").await;
+    assert!(t["id"].is_string(), "a topic shows its incarnation id: {t}");
+    assert_eq!(id, Some(format!("{}/1:2", t["id"].as_str().unwrap())));
 }
 
 #[tokio::test]
@@ -172,4 +174,27 @@ pub async fn wait_for_log_start(env: &Env, topic: &str) -> u64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("retention never moved the log start");
+}
+
+#[tokio::test]
+async fn a_resume_token_of_a_deleted_topic_reads_the_recreated_one_from_its_start() {
+    let env = Env::start();
+    env.api.create_topic("t", 1).await;
+    let first: Vec<_> = (0..100).map(|i| json!({"value": format!("old-{i}")})).collect();
+    env.api.produce("t", json!(first)).await;
+    let mut sse = SseStream::open(&env.api, "/v1/topics/t/events?from=earliest", None).await;
+    let (_, token) = sse.records(100).await;
+    drop(sse);
+    assert_eq!(
+        env.api.call(Method::DELETE, "/v1/topics/t", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    env.api.create_topic("t", 1).await;
+    let second: Vec<_> = (0..50).map(|i| json!({"value": format!("new-{i}")})).collect();
+    env.api.produce("t", json!(second)).await;
+    let mut sse = SseStream::open(&env.api, "/v1/topics/t/events", token.as_deref()).await;
+    let (got, _) = sse.records(50).await;
+    let values: Vec<&str> = got.iter().map(|r| r["value"].as_str().unwrap()).collect();
+    let want: Vec<String> = (0..50).map(|i| format!("new-{i}")).collect();
+    assert_eq!(values, want, "every record of the new topic, from offset 0, no gap");
 }

@@ -51,8 +51,12 @@ pub enum Principal {
     Admin,
     /// A token and its rights.
     Token { id: String, rights: Arc<Vec<Right>> },
-    /// A ticket: read one topic's events.
-    Ticket { topic: String },
+    /// A ticket: read one topic's events until `expires_ms`, while its issuer lasts.
+    Ticket {
+        topic: String,
+        expires_ms: i64,
+        issuer: String,
+    },
 }
 
 impl Principal {
@@ -61,7 +65,7 @@ impl Principal {
         match self {
             Self::Admin => true,
             Self::Token { rights, .. } => rights.iter().any(|r| r.allows(resource, name, action)),
-            Self::Ticket { topic } => resource == Resource::Topic && action == Action::Read && topic == name,
+            Self::Ticket { topic, .. } => resource == Resource::Topic && action == Action::Read && topic == name,
         }
     }
 
@@ -80,7 +84,7 @@ impl Principal {
         match self {
             Self::Admin => true,
             Self::Token { rights, .. } => rights.iter().any(|r| r.touches(resource, name)),
-            Self::Ticket { topic } => resource == Resource::Topic && topic == name,
+            Self::Ticket { topic, .. } => resource == Resource::Topic && topic == name,
         }
     }
 
@@ -119,7 +123,7 @@ impl Principal {
 }
 
 /// A ticket as `POST /v1/tickets` answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Ticket {
     pub ticket: String,
     pub topic: String,
@@ -131,6 +135,8 @@ struct Inner {
     admin: Option<[u8; 32]>,
     tokens: RwLock<tokens::Store>,
     ticket_key: [u8; 32],
+    /// Bumped at each revocation: open streams look whether they may go on.
+    revocations: tokio::sync::watch::Sender<u64>,
 }
 
 /// The handle to authentication. Clone it freely.
@@ -163,9 +169,11 @@ impl Auth {
         let store = tokens::Store::open(&dir)?;
         let ticket_key = ticket::load_or_create_key(&dir)?;
         Ok(Self(Arc::new(Inner {
-            admin: admin_token.map(|t| sha256(t.as_bytes())),
+            // Trimmed as the bearer header is: a token read from a file keeps its newline.
+            admin: admin_token.map(|t| sha256(t.trim().as_bytes())),
             tokens: RwLock::new(store),
             ticket_key,
+            revocations: tokio::sync::watch::Sender::new(0),
         })))
     }
 
@@ -204,11 +212,33 @@ impl Auth {
     }
 
     pub fn revoke_token(&self, id: &str) -> Result<(), AuthError> {
-        self.0.tokens.write().unwrap_or_else(|e| e.into_inner()).revoke(id)
+        self.0.tokens.write().unwrap_or_else(|e| e.into_inner()).revoke(id)?;
+        self.0.revocations.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// A receiver that changes at each revocation.
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.revocations.subscribe()
+    }
+
+    /// Whether `principal` may still act: its token was not revoked, its ticket has not
+    /// expired and its issuer still exists. Streams ask this when a revocation happens and
+    /// when a ticket's time is up.
+    pub fn still_valid(&self, principal: &Principal) -> bool {
+        let tokens = || self.0.tokens.read().unwrap_or_else(|e| e.into_inner());
+        match principal {
+            Principal::Admin => true,
+            Principal::Token { id, .. } => tokens().contains(id),
+            Principal::Ticket { expires_ms, issuer, .. } => {
+                *expires_ms > crate::topic::now_ms() && (issuer == ticket::ADMIN_ISSUER || tokens().contains(issuer))
+            }
+        }
     }
 
     /// A ticket for `principal` to read `topic`'s events for `ttl_ms`.
     pub fn issue_ticket(&self, principal: &Principal, topic: &str, ttl_ms: u64) -> Result<Ticket, AuthError> {
+        crate::topic::spec::validate_name(topic).map_err(AuthError::Invalid)?;
         principal.require(Resource::Topic, topic, Action::Read)?;
         if matches!(principal, Principal::Ticket { .. }) {
             return Err(AuthError::Forbidden {
@@ -230,7 +260,7 @@ impl Auth {
     /// The principal of a ticket: it must be genuine, unexpired, for `topic`, and its issuing
     /// token must still exist.
     pub fn authenticate_ticket(&self, text: &str, topic: &str) -> Result<Principal, AuthError> {
-        let (for_topic, issuer) = ticket::verify(&self.0.ticket_key, text, crate::topic::now_ms())?;
+        let (for_topic, expires_ms, issuer) = ticket::verify(&self.0.ticket_key, text, crate::topic::now_ms())?;
         if for_topic != topic {
             return Err(AuthError::Unauthenticated(format!(
                 "this ticket is for topic '{for_topic}', not '{topic}'"
@@ -248,6 +278,10 @@ impl Auth {
                 "the token that issued this ticket was revoked".into(),
             ));
         }
-        Ok(Principal::Ticket { topic: for_topic })
+        Ok(Principal::Ticket {
+            topic: for_topic,
+            expires_ms,
+            issuer,
+        })
     }
 }

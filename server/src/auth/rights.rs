@@ -145,6 +145,14 @@ impl Right {
                 names.join(", ")
             ));
         }
+        if matches!(resource, Resource::Module | Resource::Metrics) && *pattern != "*" {
+            return Err(format!(
+                "right '{s}': {} rights apply to all of them: write {}:*:{}",
+                resource.name(),
+                resource.name(),
+                action.name()
+            ));
+        }
         let inner = pattern.trim_start_matches('*').trim_end_matches('*');
         if pattern.is_empty() || inner.contains('*') || pattern.len() > 256 {
             return Err(format!(

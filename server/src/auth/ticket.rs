@@ -24,8 +24,8 @@ pub fn sign(key: &[u8; 32], topic: &str, expires_ms: i64, issuer: &str) -> Strin
     format!("{}.{}", B64.encode(payload), B64.encode(tag))
 }
 
-/// `(topic, issuer)` of a genuine ticket that has not expired at `now_ms`.
-pub fn verify(key: &[u8; 32], text: &str, now_ms: i64) -> Result<(String, String), AuthError> {
+/// `(topic, expires_ms, issuer)` of a genuine ticket that has not expired at `now_ms`.
+pub fn verify(key: &[u8; 32], text: &str, now_ms: i64) -> Result<(String, i64, String), AuthError> {
     let bad = || AuthError::Unauthenticated("the ticket is not one this broker issued".into());
     let (payload, tag) = text.split_once('.').ok_or_else(bad)?;
     let payload = B64.decode(payload).map_err(|_| bad())?;
@@ -44,7 +44,7 @@ pub fn verify(key: &[u8; 32], text: &str, now_ms: i64) -> Result<(String, String
             "the ticket has expired; ask POST /v1/tickets for a new one".into(),
         ));
     }
-    Ok((topic.to_owned(), issuer.to_owned()))
+    Ok((topic.to_owned(), expires, issuer.to_owned()))
 }
 
 /// The HMAC key: read from `DIR/ticket.key`, or made (random) and stored durably.
@@ -81,7 +81,7 @@ mod tests {
     fn a_ticket_verifies_until_it_expires_and_a_forged_one_never() {
         let key = [7u8; 32];
         let t = sign(&key, "orders", 1_000, "abc");
-        assert_eq!(verify(&key, &t, 999).unwrap(), ("orders".into(), "abc".into()));
+        assert_eq!(verify(&key, &t, 999).unwrap(), ("orders".into(), 1_000, "abc".into()));
         assert!(verify(&key, &t, 1_000).unwrap_err().to_string().contains("expired"));
         assert!(verify(&[8u8; 32], &t, 0).is_err(), "another broker's key");
         let (payload, tag) = t.split_once('.').unwrap();

@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::{AuthError, Principal, Right, TOKENS_MAX, random, same, sha256};
 
 /// A token as listed (never its secret).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,
+    /// `RESOURCE:PATTERN:ACTION` or `admin` (docs/security.md).
+    #[schema(value_type = Vec<String>)]
     pub rights: Vec<Right>,
     pub created_ms: i64,
 }

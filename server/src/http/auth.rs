@@ -44,10 +44,13 @@ fn principal_of(state: &AppState, req: &Request) -> Result<Principal, ApiError> 
         return Ok(Principal::Admin);
     }
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        // The scheme is case-insensitive (RFC 9110), then whitespace, then the token.
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.split_once([' ', '\t']))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| AuthError::Unauthenticated("the Authorization header must be `Bearer TOKEN`".into()))?;
         return Ok(state.auth.authenticate(token.trim())?);
     }
@@ -106,7 +109,7 @@ fn percent_decode(s: &str) -> String {
 fn check_host(state: &AppState, req: &Request) -> Result<(), ApiError> {
     let configured = &state.config.http.hosts;
     let loopback = state.config.addr.ip().is_loopback();
-    if configured.is_empty() && !loopback {
+    if configured.is_empty() && !loopback && state.auth.enabled() {
         return Ok(());
     }
     let host = req
@@ -115,23 +118,42 @@ fn check_host(state: &AppState, req: &Request) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri().host())
         .unwrap_or("");
-    let name = strip_port(host);
-    let allowed = if configured.is_empty() {
-        matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1")
-    } else {
+    let refused = || ApiError::HostNotAllowed { host: host.to_owned() };
+    let name = host_name(host).ok_or_else(refused)?;
+    let allowed = if !configured.is_empty() {
         configured.iter().any(|h| h.eq_ignore_ascii_case(name))
+    } else if loopback {
+        name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1" || name == "[::1]"
+    } else {
+        // `--insecure` on another address: IP literals only, which a rebinding page cannot
+        // send as its own origin's name.
+        name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name
+                .strip_prefix('[')
+                .and_then(|n| n.strip_suffix(']'))
+                .is_some_and(|n| n.parse::<std::net::Ipv6Addr>().is_ok())
     };
-    if allowed {
-        return Ok(());
-    }
-    Err(ApiError::HostNotAllowed { host: host.to_owned() })
+    if allowed { Ok(()) } else { Err(refused()) }
 }
 
-fn strip_port(host: &str) -> &str {
-    if let Some(end) = host.strip_prefix('[').and_then(|h| h.find(']')) {
-        return &host[..end + 2];
-    }
-    host.rsplit_once(':').map_or(host, |(name, _)| name)
+/// The name part of a `Host` value (`name`, `name:port`, `[v6]`, `[v6]:port`); `None` when the
+/// value is none of those.
+fn host_name(host: &str) -> Option<&str> {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => &host[..rest.find(']')? + 2],
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let port = &host[name.len()..];
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let inner = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
+    let name_ok = !inner.is_empty()
+        && inner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-') || (b == b':' && inner.len() < name.len()));
+    (port_ok && name_ok).then_some(name)
 }
 
 /// A browser sends `Origin` on a cross-site request. A state-changing one is accepted only

@@ -56,7 +56,7 @@ pub enum ApiError {
     #[error("the request body stopped arriving for {after_ms} ms (http.body_read_timeout_ms); send it without pauses")]
     RequestTimeout { after_ms: u64 },
     #[error(
-        "the request has more than {limit} records (limits.records_per_request_max); split it into several requests"
+        "the request has more than {limit} records, or more than {limit} headers in all (limits.records_per_request_max); split it into several requests"
     )]
     TooManyRecords { limit: usize },
 }
@@ -71,6 +71,8 @@ impl ApiError {
                 ProcessorError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_processor_name"),
                 ProcessorError::InvalidSpec(_) => (StatusCode::BAD_REQUEST, "invalid_processor"),
                 ProcessorError::NotFound(_) => (StatusCode::NOT_FOUND, "processor_not_found"),
+                ProcessorError::ModuleInUse { .. } => (StatusCode::CONFLICT, "module_in_use"),
+                ProcessorError::QuotaExceeded { .. } => (StatusCode::INSUFFICIENT_STORAGE, "module_quota_exceeded"),
                 ProcessorError::Topic(t) => topic_status(t),
                 ProcessorError::Io { .. } | ProcessorError::Corrupt(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
@@ -128,6 +130,7 @@ fn topic_status(e: &TopicError) -> (StatusCode, &'static str) {
         TopicError::Log(e) if e.is_disk_full() => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
         TopicError::StorageFailed { .. } | TopicError::Log(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
         TopicError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        TopicError::Exhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
     }
 }
 

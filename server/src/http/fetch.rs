@@ -20,14 +20,48 @@ const FETCH_RECORDS_DEFAULT: usize = 1000;
 /// Bytes of batches a fetch reads when it names no `max_bytes`.
 const FETCH_BYTES_DEFAULT: usize = 1024 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FetchQuery {
+    /// `earliest` (default), `latest`, or an offset.
     offset: Option<String>,
+    /// Most records to return (default 1000).
     max_records: Option<usize>,
+    /// About how many bytes of log to read (default 1 MiB).
     max_bytes: Option<usize>,
+    /// Wait up to this long for records when there are none (long-poll).
     wait_ms: Option<u64>,
+    /// `auto` (text when UTF-8, else `*_b64`) or `base64`.
     encoding: Option<String>,
+}
+
+/// One stored record as fetch answers and SSE events carry it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = StoredRecord)]
+#[allow(dead_code)]
+pub struct RecordOutDoc {
+    partition: u32,
+    offset: u64,
+    timestamp: i64,
+    /// Text, or `null` without a key (bytes that are not UTF-8 come as `key_b64`).
+    key: Option<String>,
+    key_b64: Option<String>,
+    value: Option<String>,
+    value_b64: Option<String>,
+    headers: std::collections::BTreeMap<String, String>,
+    headers_b64: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A fetch answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FetchAnswer {
+    records: Vec<RecordOutDoc>,
+    /// The offset to fetch next.
+    next_offset: u64,
+    high_watermark: u64,
+    log_start_offset: u64,
 }
 
 /// Parses `earliest`, `latest` or a number into an offset of `partition`.
@@ -54,6 +88,13 @@ pub fn parse_encoding(value: Option<&str>) -> Result<Encoding, ApiError> {
     }
 }
 
+/// Reads a partition from an offset (needs `topic:NAME:read`), waiting up to `wait_ms` for
+/// records when there are none.
+#[utoipa::path(get, path = "/v1/topics/{topic}/partitions/{partition}/records", tag = "records",
+    params(("topic" = String, Path), ("partition" = u32, Path), FetchQuery),
+    responses((status = 200, description = "Records", body = FetchAnswer),
+        (status = 416, description = "The offset is below the log start or past the end", body = super::openapi::ErrorBody),
+        super::openapi::TopicErrors))]
 pub async fn fetch(
     State(state): State<AppState>,
     principal: Principal,
@@ -92,15 +133,34 @@ pub async fn fetch(
     let mut hw_changes = partition.watch();
     hw_changes.borrow_and_update();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
+    let mut access = (wait > 0).then(|| super::sse::Access::new(&state.auth, principal));
     loop {
         let (body, count) = read_range(&topic, &partition, offset, max_records, max_bytes, encoding).await?;
         if count > 0 || tokio::time::Instant::now() >= deadline {
             return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
         }
+        let credentials = async {
+            match access.as_mut() {
+                Some(a) => a.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = hw_changes.changed() => { if changed.is_err() { break } }
             () = tokio::time::sleep_until(deadline) => {}
-            () = topic.stop.cancelled() => break,
+            () = topic.stop.cancelled() => {
+                if state.topics.get(&topic.name).map(|t| t.id != topic.id).unwrap_or(true) {
+                    return Err(crate::topic::TopicError::Deleted(topic.name.clone()).into());
+                }
+                break;
+            }
+            () = credentials => {}
+        }
+        if access.as_ref().is_some_and(|a| !a.valid()) {
+            return Err(crate::auth::AuthError::Unauthenticated(
+                "the token was revoked while the request waited".into(),
+            )
+            .into());
         }
     }
     let (body, _) = read_range(&topic, &partition, offset, max_records, max_bytes, encoding).await?;
@@ -125,14 +185,25 @@ async fn read_range(
             break;
         }
         bytes_read += batches.len();
-        let (n, b, after) = write_records(&mut out, partition.id, &batches, next, max_records - count, encoding);
+        // The answer stays near `max_bytes` too, however big a stored batch or its escaping.
+        let written = out.len();
+        let room = max_bytes.saturating_sub(written).max(1);
+        let (n, b, after) = write_records(
+            &mut out,
+            partition.id,
+            &batches,
+            next,
+            max_records - count,
+            room,
+            encoding,
+        );
         count += n;
         payload += b;
         if n == 0 {
             break;
         }
         next = after;
-        if count >= max_records || bytes_read >= max_bytes {
+        if count >= max_records || bytes_read >= max_bytes || out.len() >= max_bytes {
             break;
         }
     }

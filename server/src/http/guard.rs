@@ -1,19 +1,21 @@
-//! What every request passes before its handler: connection admission, bounds on the URI and
-//! headers, and reading the body under a size limit, a read timeout and the broker-wide
+//! What every request passes before its handler (connection admission, bounds on the URI,
+//! the headers and the declared body), and how handlers read a body: after they checked the
+//! caller's rights, under a size limit, a read timeout, a minimum rate and the broker-wide
 //! budget of memory held by requests in flight.
 //!
-//! The body is read here, whole, before the handler runs, so that its memory is accounted
-//! for: a request reserves `BODY_MEMORY_FACTOR` times its body (the body, what the handler
-//! parses from it, what it encodes) from the budget, and gives it back when its response is
-//! ready. A request that does not fit the budget now gets 503 `overloaded` with `Retry-After`;
-//! a body that stops arriving for `body_read_timeout` gets 408.
+//! A body is reserved from the budget as it arrives, `BODY_MEMORY_FACTOR` times its bytes (the
+//! body, the records parsed from it, the batches encoded from those; the parsers bound the
+//! rest, records and headers per request), and given back when the handler is done. A request
+//! that does not fit the budget gets 503 `overloaded` with `Retry-After`; a body that stops
+//! arriving for `body_read_timeout` gets 408, and so does one slower than `BODY_BYTES_PER_S_MIN`
+//! on average, so a trickle cannot hold a connection and its reservation for long.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -32,8 +34,11 @@ pub const HEADER_BYTES_MAX: usize = 64 * 1024;
 const BODY_MEMORY_FACTOR: u64 = 3;
 /// The budget counts in KiB so that any body fits one semaphore acquisition.
 const KIB: u64 = 1024;
-/// A body without a length reserves as it arrives, this much at a time.
+/// A body is reserved as it arrives, this much at a time.
 const CHUNK_BYTES: u64 = 1024 * 1024;
+/// Slowest average a body may arrive at, after its first `body_read_timeout`: 64 MiB in
+/// under 17 minutes.
+const BODY_BYTES_PER_S_MIN: u64 = 64 * 1024;
 /// Seconds a client told `overloaded` is asked to wait.
 const RETRY_AFTER_S: u32 = 1;
 
@@ -87,14 +92,31 @@ impl RequestBudget {
     }
 }
 
-/// The middleware: see the module docs.
+/// A body read by [`read_body`], with its share of the budget (given back on drop: keep it
+/// until the request is handled).
+pub struct ReadBody {
+    pub bytes: Bytes,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Which limit a body is under.
+#[derive(Debug, Clone, Copy)]
+pub enum BodyKind {
+    /// `limits.body_bytes_max`.
+    Api,
+    /// `limits.module_bytes_max`.
+    Module,
+}
+
+/// The middleware: admission and bounds; see the module docs.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let had_body = has_body(&req);
-    match admit(&state, req).await {
-        Ok((req, permit)) => {
+    match admit(&state, &req) {
+        Ok(()) => {
             let response = next.run(req).await;
-            drop(permit);
-            response
+            // A handler that refused before reading its body (no right, say) left it unread.
+            let failed = response.status().is_client_error() || response.status().is_server_error();
+            close_if(had_body && failed, response)
         }
         Err(e) => close_if(had_body, e.into_response()),
     }
@@ -117,7 +139,22 @@ pub fn close_if(had_body: bool, mut response: Response) -> Response {
     response
 }
 
-async fn admit(state: &AppState, req: Request) -> Result<(Request, Option<OwnedSemaphorePermit>), ApiError> {
+fn declared_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+fn limit_of(state: &AppState, kind: BodyKind) -> (u64, &'static str) {
+    let limits = &state.config.limits;
+    match kind {
+        BodyKind::Module => (limits.module_bytes_max as u64, "limits.module_bytes_max"),
+        BodyKind::Api => (limits.body_bytes_max as u64, "limits.body_bytes_max"),
+    }
+}
+
+fn admit(state: &AppState, req: &Request) -> Result<(), ApiError> {
     if req
         .extensions()
         .get::<Connection>()
@@ -142,82 +179,86 @@ async fn admit(state: &AppState, req: Request) -> Result<(Request, Option<OwnedS
             limit: HEADER_BYTES_MAX,
         });
     }
-    let limits = &state.config.limits;
-    let (limit, setting) = if req.uri().path() == "/v1/modules" {
-        (limits.module_bytes_max as u64, "limits.module_bytes_max")
+    // No route reads a body on these methods: one sent anyway would only sit on the connection.
+    if matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
+    ) && has_body(req)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "{} requests take no body; send none",
+            req.method()
+        )));
+    }
+    let kind = if req.uri().path() == "/v1/modules" {
+        BodyKind::Module
     } else {
-        (limits.body_bytes_max as u64, "limits.body_bytes_max")
+        BodyKind::Api
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_large = ApiError::BodyTooLarge {
+    let (limit, setting) = limit_of(state, kind);
+    if declared_length(req).is_some_and(|n| n > limit) {
+        return Err(ApiError::BodyTooLarge {
+            limit: limit as usize,
+            setting,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a handler's whole body (after the handler checked the caller's rights): at most its
+/// limit, each frame within `http.body_read_timeout_ms` of the last, no slower on average than
+/// `BODY_BYTES_PER_S_MIN` after that, reserving from the budget as it arrives.
+pub async fn read_body(state: &AppState, mut body: Body, kind: BodyKind) -> Result<ReadBody, ApiError> {
+    let (limit, setting) = limit_of(state, kind);
+    let too_large = || ApiError::BodyTooLarge {
         limit: limit as usize,
         setting,
     };
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large);
-    }
-    let (parts, body) = req.into_parts();
-    let mut permit = None;
-    if declared.unwrap_or(1) == 0 {
-        return Ok((Request::from_parts(parts, Body::empty()), None));
-    }
-    if let Some(n) = declared {
-        state.budget.reserve(n, &mut permit)?;
-    }
     let timeout = Duration::from_millis(state.config.http.body_read_timeout_ms);
-    let budget = declared.is_none().then_some(&state.budget);
-    let bytes = read_body(body, limit, timeout, budget, &mut permit)
-        .await
-        .map_err(|e| e.unwrap_or(too_large))?;
-    Ok((Request::from_parts(parts, Body::from(bytes)), permit))
-}
-
-/// Reads the whole body: at most `limit` bytes, each frame within `timeout` of the last;
-/// without a declared length, reserving from `budget` as it grows. `Err(None)`: over `limit`.
-async fn read_body(
-    mut body: Body,
-    limit: u64,
-    timeout: Duration,
-    budget: Option<&RequestBudget>,
-    permit: &mut Option<OwnedSemaphorePermit>,
-) -> Result<Bytes, Option<ApiError>> {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut reserved = 0u64;
+    let started = Instant::now();
+    let mut permit = None;
+    let (mut buf, mut reserved) = (Vec::new(), 0u64);
     loop {
         let frame = match tokio::time::timeout(timeout, body.frame()).await {
             Err(_) => {
-                return Err(Some(ApiError::RequestTimeout {
+                return Err(ApiError::RequestTimeout {
                     after_ms: timeout.as_millis() as u64,
-                }));
+                });
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return Err(Some(ApiError::InvalidRequest(format!(
+                return Err(ApiError::InvalidRequest(format!(
                     "could not read the request body: {e}"
-                ))));
+                )));
             }
             Ok(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else { continue };
-        if buf.len() as u64 + data.len() as u64 > limit {
-            return Err(None);
+        let need = buf.len() as u64 + data.len() as u64;
+        if need > limit {
+            return Err(too_large());
         }
-        if let Some(budget) = budget {
-            let need = buf.len() as u64 + data.len() as u64;
-            if need > reserved {
-                let more = (need - reserved).max(CHUNK_BYTES.min(limit - reserved));
-                budget.reserve(more, permit).map_err(Some)?;
-                reserved += more;
-            }
+        if need > reserved {
+            let more = (need - reserved).max(CHUNK_BYTES.min(limit - reserved));
+            state.budget.reserve(more, &mut permit)?;
+            reserved += more;
+        }
+        let allowed = timeout + Duration::from_secs(need / BODY_BYTES_PER_S_MIN);
+        if started.elapsed() > allowed {
+            return Err(ApiError::RequestTimeout {
+                after_ms: started.elapsed().as_millis() as u64,
+            });
         }
         if buf.is_empty() && body.is_end_stream() {
-            return Ok(data);
+            return Ok(ReadBody {
+                bytes: data,
+                _permit: permit,
+            });
         }
         buf.extend_from_slice(&data);
     }
-    Ok(Bytes::from(buf))
+    Ok(ReadBody {
+        bytes: Bytes::from(buf),
+        _permit: permit,
+    })
 }

@@ -8,6 +8,7 @@ mod fetch;
 mod guard;
 pub mod listener;
 mod modules;
+pub mod openapi;
 mod plain_errors;
 mod processors;
 pub mod produce;
@@ -55,12 +56,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/topics", post(topics::create).get(topics::list))
         .route("/v1/topics/{topic}", get(topics::describe).delete(topics::delete))
         .route("/v1/topics/{topic}/records", post(produce::produce))
         .route("/v1/topics/{topic}/partitions/{partition}/records", get(fetch::fetch))
         .route("/v1/topics/{topic}/events", get(sse::events))
         .route("/v1/modules", post(modules::upload).get(modules::list))
+        .route("/v1/modules/{id}", axum::routing::delete(modules::delete))
         .route("/v1/processors", get(processors::list))
         .route(
             "/v1/processors/{name}",
@@ -84,16 +87,30 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Liveness: answers while the broker serves, whoever asks.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "Serving", body = openapi::Health)))]
 async fn healthz() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}")
 }
 
+/// Prometheus metrics (needs `metrics:*:read`).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        openapi::CommonErrors))]
 async fn metrics(State(state): State<AppState>, principal: Principal) -> Result<impl IntoResponse, ApiError> {
     principal.require(Resource::Metrics, "*", Action::Read)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.encode(),
     ))
+}
+
+/// This document: every route, its parameters, bodies and answers.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+async fn openapi_json() -> impl IntoResponse {
+    openapi::serve().await
 }
 
 /// CORS for the origins of `http.cors_origins` (none by default: browsers then refuse to give
@@ -132,7 +149,14 @@ async fn record_latency(State(state): State<AppState>, req: Request, next: Next)
         .get::<MatchedPath>()
         .map_or("unmatched", |m| m.as_str())
         .to_owned();
-    let method = req.method().to_string();
+    // A label per method the API knows; anything else is one label, or a client could make a
+    // label (and memory) per made-up method.
+    let method = match *req.method() {
+        Method::GET | Method::POST | Method::PUT | Method::DELETE | Method::HEAD | Method::OPTIONS => {
+            req.method().as_str().to_owned()
+        }
+        _ => "other".to_owned(),
+    };
     let response = next.run(req).await;
     let labels = RouteLabels {
         method,

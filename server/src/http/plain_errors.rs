@@ -23,12 +23,7 @@ pub async fn to_json(req: Request, next: Next) -> Response {
     }
     let error = match status {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed {
-            allowed: response
-                .headers()
-                .get(header::ALLOW)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
+            allowed: super::openapi::methods_of(&path).join(", "),
             method,
             path,
         },

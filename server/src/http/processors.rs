@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,15 +15,23 @@ use super::{ApiError, ApiPath, AppState};
 use crate::auth::{Action, Principal, Resource};
 use crate::processor::{OnError, ProcessorError, ProcessorSpec, ProcessorView};
 
+/// Deploys or redeploys a processor (needs `processor:NAME:deploy`, read on its input, write
+/// on its outputs and dead-letter topic). Everything is checked before the running processor
+/// is touched; a redeploy keeps committed offsets.
+#[utoipa::path(put, path = "/v1/processors/{name}", tag = "processors", params(("name" = String, Path)),
+    request_body = ProcessorSpec,
+    responses((status = 201, description = "Created", body = ProcessorView),
+        (status = 200, description = "Redeployed", body = ProcessorView), super::openapi::ProcessorErrors))]
 pub async fn deploy(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(name): ApiPath<String>,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<ProcessorView>), ApiError> {
     principal.require(Resource::Processor, &name, Action::Deploy)?;
+    let body = super::guard::read_body(&state, body, super::guard::BodyKind::Api).await?;
     let spec: ProcessorSpec = super::extract::json_body(
-        &body,
+        &body.bytes,
         r#"{"module":"sha256:...","input":"orders","outputs":["enriched"]}"#,
     )
     .map_err(ProcessorError::InvalidSpec)?;
@@ -52,12 +60,14 @@ fn require_topics(state: &AppState, p: &Principal, name: &str, spec: &ProcessorS
     Ok(())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ProcessorList {
     processors: Vec<ProcessorView>,
 }
 
 /// The processors the caller has any right on.
+#[utoipa::path(get, path = "/v1/processors", tag = "processors",
+    responses((status = 200, description = "Processors", body = ProcessorList), super::openapi::CommonErrors))]
 pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<ProcessorList>, ApiError> {
     principal.require_any(Resource::Processor, Action::Any)?;
     let mut processors = state.processors.list();
@@ -65,6 +75,10 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
     Ok(Json(ProcessorList { processors }))
 }
 
+/// A processor's deployment, state, counters, lag and call latency (needs
+/// `processor:NAME:read`).
+#[utoipa::path(get, path = "/v1/processors/{name}", tag = "processors", params(("name" = String, Path)),
+    responses((status = 200, description = "The processor", body = ProcessorView), super::openapi::ProcessorErrors))]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
@@ -74,6 +88,10 @@ pub async fn get(
     Ok(Json(state.processors.view(&name)?))
 }
 
+/// Pauses a processor (needs `processor:NAME:operate`); a call in flight is interrupted and
+/// runs again on resume.
+#[utoipa::path(post, path = "/v1/processors/{name}/pause", tag = "processors", params(("name" = String, Path)),
+    responses((status = 200, description = "Paused", body = ProcessorView), super::openapi::ProcessorErrors))]
 pub async fn pause(
     State(state): State<AppState>,
     principal: Principal,
@@ -84,6 +102,9 @@ pub async fn pause(
     Ok(Json(state.processors.view(&name)?))
 }
 
+/// Resumes a paused or failed processor (needs `processor:NAME:operate`).
+#[utoipa::path(post, path = "/v1/processors/{name}/resume", tag = "processors", params(("name" = String, Path)),
+    responses((status = 200, description = "Running", body = ProcessorView), super::openapi::ProcessorErrors))]
 pub async fn resume(
     State(state): State<AppState>,
     principal: Principal,
@@ -94,6 +115,9 @@ pub async fn resume(
     Ok(Json(state.processors.view(&name)?))
 }
 
+/// Stops and removes a processor with its offsets (needs `processor:NAME:deploy`).
+#[utoipa::path(delete, path = "/v1/processors/{name}", tag = "processors", params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted"), super::openapi::ProcessorErrors))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -104,7 +128,11 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The processor's log as SSE: the kept lines, then new ones as they come (`event: log`).
+/// The processor's log as SSE: the kept lines, then new ones as they come (`event: log`; needs
+/// `processor:NAME:read`).
+#[utoipa::path(get, path = "/v1/processors/{name}/logs", tag = "processors", params(("name" = String, Path)),
+    responses((status = 200, description = "An event stream of log lines", content_type = "text/event-stream", body = String),
+        super::openapi::ProcessorErrors))]
 pub async fn logs(
     State(state): State<AppState>,
     principal: Principal,
@@ -119,19 +147,32 @@ pub async fn logs(
             .data(serde_json::to_string(line).unwrap_or_default())
     };
     let backlog = futures::stream::iter(backlog.iter().map(event).map(Ok).collect::<Vec<_>>());
-    let live = futures::stream::unfold((rx, stop), move |(mut rx, stop)| async move {
-        tokio::select! {
-            r = rx.recv() => match r {
-                Ok(line) => Some((Ok(event(&line)), (rx, stop))),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let skipped = Event::default().comment(format!("{n} log lines skipped: the reader was too slow"));
-                    Some((Ok(skipped), (rx, stop)))
+    let access = super::sse::Access::new(&state.auth, principal);
+    let live = futures::stream::unfold(
+        (rx, stop, access, false),
+        move |(mut rx, stop, mut access, ended)| async move {
+            loop {
+                if ended {
+                    return None;
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
-            },
-            () = stop.cancelled() => None,
-        }
-    });
+                if !access.valid() {
+                    return Some((Ok(super::sse::revoked_event()), (rx, stop, access, true)));
+                }
+                tokio::select! {
+                    r = rx.recv() => return match r {
+                        Ok(line) => Some((Ok(event(&line)), (rx, stop, access, false))),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let skipped = Event::default().comment(format!("{n} log lines skipped: the reader was too slow"));
+                            Some((Ok(skipped), (rx, stop, access, false)))
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+                    },
+                    () = stop.cancelled() => return None,
+                    () = access.changed() => {}
+                }
+            }
+        },
+    );
     let heartbeat = Duration::from_millis(state.config.sse_heartbeat_ms);
     Ok(Sse::new(futures::StreamExt::chain(backlog, live))
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))

@@ -4,24 +4,25 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 
+use super::guard::{BodyKind, read_body};
 use super::records_in::{Parsed, parse_json, parse_ndjson};
 use super::{ApiError, ApiPath, AppState};
 use crate::auth::{Action, Principal, Resource};
 use crate::log::NewRecord;
 use crate::topic::{Topic, partitioner};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OffsetOut {
     pub partition: u32,
     pub offset: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProduceResponse {
     pub offsets: Vec<OffsetOut>,
     /// The topic's fsync policy, which held for these records when the answer was sent.
@@ -30,15 +31,24 @@ pub struct ProduceResponse {
     pub durable: bool,
 }
 
+/// Appends records (needs `topic:NAME:write`): a JSON object `{"records":[...]}`, or one
+/// record per line as `application/x-ndjson`. Answered once the topic's fsync policy holds.
+#[utoipa::path(post, path = "/v1/topics/{topic}/records", tag = "records", params(("topic" = String, Path)),
+    request_body(content(
+        (super::records_in::ProduceBody = "application/json"),
+        (super::records_in::RecordDoc = "application/x-ndjson"))),
+    responses((status = 200, description = "Appended", body = ProduceResponse), super::openapi::TopicErrors))]
 pub async fn produce(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(topic): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<ProduceResponse>), ApiError> {
     principal.require(Resource::Topic, &topic, Action::Write)?;
     let topic = state.topics.get(&topic)?;
+    let read = read_body(&state, body, BodyKind::Api).await?;
+    let body = &read.bytes;
     let max = state.config.limits.records_per_request_max;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -46,8 +56,8 @@ pub async fn produce(
         .unwrap_or("application/json");
     let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let parsed = match mime.as_str() {
-        "application/json" | "" => parse_json(&body, max)?,
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => parse_ndjson(&body, max)?,
+        "application/json" | "" => parse_json(body, max)?,
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => parse_ndjson(body, max)?,
         other => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "Content-Type {other} is not supported; send application/json ({{\"records\":[...]}}) or application/x-ndjson (one record per line)"

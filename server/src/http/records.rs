@@ -17,17 +17,21 @@ pub enum Encoding {
 }
 
 /// Appends records of `batches` (whole batches from the log) with offsets from `from` on, as
-/// comma-separated JSON objects, stopping after `max_records`. Returns (records, payload bytes,
-/// next offset).
+/// comma-separated JSON objects, stopping after `max_records`, or once `out` has grown by
+/// `max_out_bytes` (at least one record is written: a big batch, or escaping that makes JSON
+/// six times its bytes, never makes an answer larger than one record past the limit). Returns
+/// (records, payload bytes, next offset).
 pub fn write_records(
     out: &mut Vec<u8>,
     partition: u32,
     batches: &[u8],
     from: u64,
     max_records: usize,
+    max_out_bytes: usize,
     encoding: Encoding,
 ) -> (usize, u64, u64) {
     let (mut count, mut bytes, mut next) = (0usize, 0u64, from);
+    let start = out.len();
     let mut pos = 0;
     while pos < batches.len() && count < max_records {
         let Ok(iter) = batch::records(&batches[pos..]) else {
@@ -54,8 +58,8 @@ pub fn write_records(
             bytes += write_record(out, partition, &r, encoding) as u64;
             next = r.offset + 1;
             count += 1;
-            if count >= max_records {
-                break;
+            if count >= max_records || out.len() - start >= max_out_bytes {
+                return (count, bytes, next);
             }
         }
     }

@@ -32,14 +32,82 @@ struct RecordIn<'a> {
     value: Option<&'a RawValue>,
     #[serde(borrow, default)]
     value_b64: Option<Cow<'a, str>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_headers")]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_headers")]
     headers_b64: BTreeMap<String, String>,
     #[serde(default)]
     partition: Option<u32>,
     #[serde(default)]
     timestamp: Option<i64>,
+}
+
+/// A record as the API documents it: what [`RecordIn`] parses.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Record)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct RecordDoc {
+    /// The key as text (or give `key_b64`). Records with a key go to the partition its hash
+    /// picks.
+    key: Option<String>,
+    /// The key as base64 bytes.
+    key_b64: Option<String>,
+    /// The value: a JSON string is stored as its text, any other JSON value as its JSON text.
+    /// (Or give `value_b64`.)
+    value: Option<serde_json::Value>,
+    /// The value as base64 bytes.
+    value_b64: Option<String>,
+    /// Header name to text value.
+    headers: Option<BTreeMap<String, String>>,
+    /// Header name to base64 bytes.
+    headers_b64: Option<BTreeMap<String, String>>,
+    /// A partition to pin the record to.
+    partition: Option<u32>,
+    /// Milliseconds since the Unix epoch; default: the time of append.
+    timestamp: Option<i64>,
+}
+
+/// The JSON body of a produce.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceBody {
+    records: Vec<RecordDoc>,
+}
+
+/// Most headers one record may carry (each of `headers` and `headers_b64`): each costs far
+/// more memory parsed than its few bytes of JSON.
+pub const HEADERS_PER_RECORD_MAX: usize = 1024;
+/// Furthest ahead of the broker's clock a record's timestamp may be. Time-based retention keeps
+/// a segment until its newest record expires: one record stamped in microseconds by mistake
+/// (or on purpose) would keep its partition forever. Kafka 3.6 bounds it the same way.
+pub const TIMESTAMP_AHEAD_MS_MAX: i64 = 3600 * 1000;
+
+/// A header map of at most [`HEADERS_PER_RECORD_MAX`] entries, refused as soon as it has more.
+fn bounded_headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Bounded;
+    impl<'de> Visitor<'de> for Bounded {
+        type Value = BTreeMap<String, String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object of header names to strings")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                if out.len() >= HEADERS_PER_RECORD_MAX {
+                    return Err(de::Error::custom(format!(
+                        "a record has at most {HEADERS_PER_RECORD_MAX} headers"
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Bounded)
 }
 
 /// `Some` even for JSON `null`, so `"value": null` stores the text `null` like any JSON value.
@@ -80,6 +148,7 @@ pub fn parse_json(body: &[u8], max: usize) -> Result<Vec<Parsed>, ApiError> {
 /// Parses one record per line (blank lines are skipped).
 pub fn parse_ndjson(body: &[u8], max: usize) -> Result<Vec<Parsed>, ApiError> {
     let mut out = Vec::new();
+    let mut headers = 0;
     for (n, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -94,6 +163,10 @@ pub fn parse_ndjson(body: &[u8], max: usize) -> Result<Vec<Parsed>, ApiError> {
             reason: format!("line {}: {reason}", n + 1),
         };
         let parsed = parse_record(line).map_err(at_line)?;
+        headers += parsed.record.headers.len();
+        if headers > max {
+            return Err(ApiError::TooManyRecords { limit: max });
+        }
         out.push(parsed);
     }
     Ok(out)
@@ -139,10 +212,12 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                 )));
             }
             seen = true;
+            let mut headers = 0;
             map.next_value_seed(RecordsSeed {
                 out: &mut *self.out,
                 max: self.max,
                 failure: &mut *self.failure,
+                headers: &mut headers,
             })?;
         }
         if !seen {
@@ -156,6 +231,8 @@ struct RecordsSeed<'o> {
     out: &'o mut Vec<Parsed>,
     max: usize,
     failure: &'o mut Option<ApiError>,
+    /// Headers of the records so far: a request has at most `max` of them too.
+    headers: &'o mut usize,
 }
 
 impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
@@ -184,7 +261,14 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
                 return Err(de::Error::custom("too many records"));
             }
             match parse_record(raw.get().as_bytes()) {
-                Ok(p) => self.out.push(p),
+                Ok(p) if *self.headers + p.record.headers.len() > self.max => {
+                    *self.failure = Some(ApiError::TooManyRecords { limit: self.max });
+                    return Err(de::Error::custom("too many headers"));
+                }
+                Ok(p) => {
+                    *self.headers += p.record.headers.len();
+                    self.out.push(p);
+                }
                 Err(reason) => {
                     *self.failure = Some(ApiError::InvalidRecord { index, reason });
                     return Err(de::Error::custom("invalid record"));
@@ -213,12 +297,18 @@ fn convert(r: RecordIn<'_>) -> Result<Parsed, String> {
         (None, Some(v)) => decode_b64("value_b64", &v)?,
         (None, None) => return Err("the record has no value; give value (JSON) or value_b64 (bytes)".into()),
     };
-    if let Some(ts) = r.timestamp
-        && ts < 0
-    {
-        return Err(format!(
-            "timestamp must be milliseconds since the Unix epoch (>= 0), got {ts}"
-        ));
+    if let Some(ts) = r.timestamp {
+        if ts < 0 {
+            return Err(format!(
+                "timestamp must be milliseconds since the Unix epoch (>= 0), got {ts}"
+            ));
+        }
+        let ahead = ts.saturating_sub(crate::topic::now_ms());
+        if ahead > TIMESTAMP_AHEAD_MS_MAX {
+            return Err(format!(
+                "timestamp {ts} is {ahead} ms ahead of the broker's clock; at most one hour ahead is accepted (timestamps are milliseconds since the Unix epoch, not microseconds)"
+            ));
+        }
     }
     let mut headers: Vec<(String, Vec<u8>)> = r.headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
     for (name, v) in r.headers_b64 {

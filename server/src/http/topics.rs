@@ -3,26 +3,29 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::guard::{BodyKind, read_body};
 use super::{ApiError, ApiPath, AppState};
 use crate::auth::{Action, Principal, Resource};
 use crate::topic::{FsyncPolicy, Topic};
 
 /// `POST /v1/topics` body. Unset settings come from the server's defaults.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTopic {
     name: String,
     partitions: Option<u32>,
     /// Milliseconds; `null` or -1 keeps records forever.
     #[serde(default, deserialize_with = "limit")]
+    #[schema(value_type = Option<i64>)]
     retention_ms: Option<Option<i64>>,
     /// Bytes per partition; `null` or -1 for no limit.
     #[serde(default, deserialize_with = "limit")]
+    #[schema(value_type = Option<i64>)]
     retention_bytes: Option<Option<i64>>,
     segment_bytes: Option<u64>,
     segment_ms: Option<i64>,
@@ -36,7 +39,7 @@ fn limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Erro
     Ok(Some(v.filter(|&n| n != -1)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PartitionInfo {
     partition: u32,
     log_start_offset: u64,
@@ -45,9 +48,11 @@ pub struct PartitionInfo {
     segments: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TopicInfo {
     name: String,
+    /// This incarnation of the name: a topic deleted and created again gets a new one.
+    id: String,
     created_ms: i64,
     config: crate::topic::TopicConfig,
     partitions: Vec<PartitionInfo>,
@@ -70,20 +75,25 @@ fn describe_topic(topic: &Arc<Topic>) -> TopicInfo {
         .collect();
     TopicInfo {
         name: topic.name.clone(),
+        id: topic.id.clone(),
         created_ms: topic.created_ms,
         config: topic.config.clone(),
         partitions,
     }
 }
 
+/// Creates a topic (needs `topic:NAME:admin`). Unset settings come from the server's defaults.
+#[utoipa::path(post, path = "/v1/topics", tag = "topics", request_body = CreateTopic,
+    responses((status = 201, description = "Created", body = TopicInfo), super::openapi::TopicErrors))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<TopicInfo>), ApiError> {
     principal.require_any(Resource::Topic, Action::Admin)?;
-    let req: CreateTopic =
-        super::extract::json_body(&body, r#"{"name":"orders","partitions":3}"#).map_err(ApiError::InvalidRequest)?;
+    let body = read_body(&state, body, BodyKind::Api).await?;
+    let req: CreateTopic = super::extract::json_body(&body.bytes, r#"{"name":"orders","partitions":3}"#)
+        .map_err(ApiError::InvalidRequest)?;
     principal.require(Resource::Topic, &req.name, Action::Admin)?;
     let mut config = state.config.defaults.clone();
     if let Some(p) = req.partitions {
@@ -122,12 +132,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(describe_topic(&topic))))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TopicList {
     topics: Vec<TopicInfo>,
 }
 
 /// The topics the caller has any right on.
+#[utoipa::path(get, path = "/v1/topics", tag = "topics",
+    responses((status = 200, description = "Topics", body = TopicList), super::openapi::CommonErrors))]
 pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<TopicList>, ApiError> {
     principal.require_any(Resource::Topic, Action::Any)?;
     Ok(Json(TopicList {
@@ -141,6 +153,9 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
     }))
 }
 
+/// A topic's settings and partitions (needs any right on the topic).
+#[utoipa::path(get, path = "/v1/topics/{topic}", tag = "topics", params(("topic" = String, Path)),
+    responses((status = 200, description = "The topic", body = TopicInfo), super::openapi::TopicErrors))]
 pub async fn describe(
     State(state): State<AppState>,
     principal: Principal,
@@ -152,6 +167,9 @@ pub async fn describe(
     Ok(Json(describe_topic(&state.topics.get(&name)?)))
 }
 
+/// Deletes a topic and all its records (needs `topic:NAME:admin`).
+#[utoipa::path(delete, path = "/v1/topics/{topic}", tag = "topics", params(("topic" = String, Path)),
+    responses((status = 204, description = "Deleted"), super::openapi::TopicErrors))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,

@@ -45,6 +45,35 @@ pub const LOG_OVERHEAD: usize = LEADER_EPOCH;
 /// The only format version we write or accept.
 pub const MAGIC_V2: u8 = 2;
 
+/// Most payload bytes (keys, values, headers) one stored batch holds: a producer's request is
+/// split into batches of at most this much (one record may be larger alone). A reader always
+/// takes at least one whole batch, so this bounds what one fetch or SSE event reads at once.
+/// Kafka's default `max.message.bytes` is about the same.
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+
+/// Splits `records` into runs of at most [`BATCH_BYTES_MAX`] payload bytes (each at least one
+/// record), in order.
+pub fn batch_runs(records: &[NewRecord]) -> impl Iterator<Item = &[NewRecord]> {
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut n = 0;
+        for r in rest {
+            bytes += r.payload_bytes();
+            if n > 0 && bytes > BATCH_BYTES_MAX {
+                break;
+            }
+            n += 1;
+        }
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some(run)
+    })
+}
+
 /// A record to append: everything but its offset, which the log assigns.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NewRecord {

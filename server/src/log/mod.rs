@@ -31,6 +31,12 @@ impl LogError {
     pub fn is_disk_full(&self) -> bool {
         matches!(self, Self::Io { source, .. } if fs::is_disk_full(source))
     }
+
+    /// Whether the error is the process (EMFILE) or the system (ENFILE) out of file
+    /// descriptors: passing, once connections close.
+    pub fn is_out_of_descriptors(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if matches!(source.raw_os_error(), Some(23 | 24)))
+    }
 }
 
 /// Errors of the log layer. Each names the file or offsets involved.

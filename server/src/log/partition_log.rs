@@ -183,9 +183,14 @@ impl PartitionLog {
         let mut buf = Vec::new();
         let mut headers: Vec<BatchHeader> = Vec::with_capacity(groups.len());
         let mut next = self.active.next_offset();
-        for group in groups.iter().filter(|g| !g.is_empty()) {
+        let mut last_group = None;
+        for (group, run) in groups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, g)| batch::batch_runs(g).map(move |run| (i, run)))
+        {
             let start = buf.len();
-            let h = batch::encode(&mut buf, next, group, now_ms);
+            let h = batch::encode(&mut buf, next, run, now_ms);
             let pending = start as u64;
             let fits_with_pending = self.active.fits(
                 pending as usize + h.total_bytes,
@@ -202,7 +207,11 @@ impl PartitionLog {
                     self.roll()?;
                 }
             }
-            base_offsets.push(h.base_offset);
+            // One base offset per (non-empty) group: its first batch's.
+            if last_group != Some(group) {
+                base_offsets.push(h.base_offset);
+                last_group = Some(group);
+            }
             next = h.next_offset();
             headers.push(h);
         }

@@ -46,6 +46,12 @@ pub enum ProcessorError {
     InvalidSpec(String),
     #[error("processor '{0}' does not exist")]
     NotFound(String),
+    #[error("module {id} is deployed by {}; delete or redeploy those first", processors.join(", "))]
+    ModuleInUse { id: String, processors: Vec<String> },
+    #[error(
+        "the modules' storage quota is full: {used} of {limit} bytes used, this module needs {need} (upload and compiled code; limits.modules_bytes_max). Delete unused modules with DELETE /v1/modules/ID"
+    )]
+    QuotaExceeded { used: u64, need: u64, limit: u64 },
     #[error(transparent)]
     Topic(#[from] TopicError),
     #[error("I/O on {path}: {message}")]
@@ -64,7 +70,7 @@ impl ProcessorError {
 }
 
 /// A processor as `GET /v1/processors/{name}` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProcessorView {
     pub name: String,
     #[serde(flatten)]
@@ -83,7 +89,7 @@ pub struct ProcessorView {
     pub updated_ms: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PartitionLag {
     pub partition: u32,
     pub committed_offset: u64,
@@ -93,7 +99,7 @@ pub struct PartitionLag {
     pub memory_bytes: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Latency {
     pub p50: f64,
     pub p99: f64,
@@ -129,6 +135,9 @@ struct Inner {
     topics: Topics,
     modules: ModuleStore,
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
+    /// Deploys hold it shared, a module delete exclusively: a module is never deleted between
+    /// a deploy's check and its start.
+    modules_gate: tokio::sync::RwLock<()>,
 }
 
 /// The handle to every processor. Clone it freely.
@@ -145,6 +154,7 @@ impl Processors {
             topics,
             modules,
             slots: Mutex::new(BTreeMap::new()),
+            modules_gate: tokio::sync::RwLock::new(()),
         }));
         for entry in std::fs::read_dir(&dir)
             .map_err(|e| ProcessorError::io(&dir, e))?
@@ -157,7 +167,7 @@ impl Processors {
                 .map_err(|e| ProcessorError::Corrupt(format!("{}: {e}", path.display())))?;
             let (slot, mut running) = this.owner(&name, true).await?;
             let status = Arc::new(Status::new(stored.paused));
-            let (r, p) = this.start(&name, &stored, status).await;
+            let (r, p) = this.start(&name, &stored, status, false).await;
             *running = r;
             slot.publish(Some(p));
         }
@@ -206,6 +216,7 @@ impl Processors {
     pub async fn deploy(&self, name: &str, spec: ProcessorSpec) -> Result<bool, ProcessorError> {
         crate::topic::spec::validate_name(name).map_err(ProcessorError::InvalidName)?;
         spec.validate().map_err(ProcessorError::InvalidSpec)?;
+        let _gate = self.0.modules_gate.read().await;
         let (slot, mut running) = self.owner(name, true).await?;
         let old = slot.published();
         if let Err(e) = self.check_deploy(name, &spec).await {
@@ -227,7 +238,7 @@ impl Processors {
         if let Err(e) = self.save(name, &stored).await {
             // Nothing was written: the old deployment (if any) runs again as it was.
             if let Some(old) = &old {
-                let (r, p) = self.start(name, &old.stored, Arc::clone(&old.status)).await;
+                let (r, p) = self.start(name, &old.stored, Arc::clone(&old.status), false).await;
                 *running = r;
                 slot.publish(Some(p));
             } else {
@@ -236,7 +247,7 @@ impl Processors {
             return Err(e);
         }
         let status = Arc::new(Status::new(stored.paused));
-        let (r, p) = self.start(name, &stored, status).await;
+        let (r, p) = self.start(name, &stored, status, true).await;
         *running = r;
         slot.publish(Some(p));
         Ok(old.is_none())
@@ -324,7 +335,7 @@ impl Processors {
             r.halt().await;
         }
         p.status.restart(paused);
-        let (r, p) = self.start(name, &p.stored, Arc::clone(&p.status)).await;
+        let (r, p) = self.start(name, &p.stored, Arc::clone(&p.status), false).await;
         *running = r;
         slot.publish(Some(p));
         Ok(())
@@ -350,6 +361,28 @@ impl Processors {
         slot.publish(None);
         self.forget(name, &slot);
         removed
+    }
+
+    /// Deletes a module that no deployment uses.
+    pub async fn delete_module(&self, id: &str) -> Result<(), ProcessorError> {
+        let _gate = self.0.modules_gate.write().await;
+        let users: Vec<String> = self
+            .list()
+            .into_iter()
+            .filter(|p| p.spec.module == id)
+            .map(|p| p.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(ProcessorError::ModuleInUse {
+                id: id.to_owned(),
+                processors: users,
+            });
+        }
+        let modules = self.0.modules.clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || modules.delete(&id))
+            .await
+            .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
     }
 
     /// Kept log lines and a receiver for new ones.

@@ -20,13 +20,17 @@ use super::files::write_atomically;
 use crate::wasm::{CompiledModule, ModuleKind, WasmRuntime};
 
 /// What the store knows of a module.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ModuleInfo {
     /// `sha256:HEX` of the component bytes.
     pub id: String,
     pub size_bytes: u64,
     pub kind: ModuleKind,
     pub created_ms: i64,
+    /// Bytes it takes on disk: the upload and its compiled code (counted by the quota,
+    /// `limits.modules_bytes_max`).
+    #[serde(default)]
+    pub stored_bytes: u64,
 }
 
 #[derive(Clone)]
@@ -34,6 +38,11 @@ pub struct ModuleStore {
     dir: PathBuf,
     runtime: WasmRuntime,
     compiled: Arc<Mutex<HashMap<String, CompiledModule>>>,
+    /// Bytes all modules may take on disk.
+    quota_bytes: u64,
+    /// One upload at a time: a compile takes a core and hundreds of MB, and the quota check
+    /// must see the uploads before it.
+    uploading: Arc<Mutex<()>>,
 }
 
 fn hex_of(id: &str) -> Option<&str> {
@@ -42,14 +51,50 @@ fn hex_of(id: &str) -> Option<&str> {
 }
 
 impl ModuleStore {
-    pub fn open(data_dir: &Path, runtime: WasmRuntime) -> Result<Self, ProcessorError> {
+    pub fn open(data_dir: &Path, runtime: WasmRuntime, quota_bytes: u64) -> Result<Self, ProcessorError> {
         let dir = data_dir.join("modules");
-        std::fs::create_dir_all(&dir).map_err(|e| ProcessorError::io(&dir, e))?;
+        super::files::create_dir_durable(&dir)?;
         Ok(Self {
             dir,
             runtime,
             compiled: Arc::new(Mutex::new(HashMap::new())),
+            quota_bytes,
+            uploading: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// Bytes the modules take on disk (uploads and compiled code).
+    pub fn stored_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".wasm") || name.ends_with(".cwasm")
+            })
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Removes a module's files and compiled code. The caller made sure no deployment uses it.
+    pub fn delete(&self, id: &str) -> Result<(), ProcessorError> {
+        self.info(id)?;
+        let hex = hex_of(id).ok_or_else(|| ProcessorError::ModuleNotFound(id.to_owned()))?;
+        // The metadata first: a crash half-way leaves files no listing shows, which the next
+        // upload of the same bytes rewrites.
+        for ext in ["json", "cwasm", "wasm"] {
+            let path = self.path(hex, ext);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(ProcessorError::io(&path, e)),
+                _ => {}
+            }
+        }
+        super::files::sync_dir(&self.dir)?;
+        self.lock().remove(id);
+        Ok(())
     }
 
     pub fn runtime(&self) -> &WasmRuntime {
@@ -68,17 +113,31 @@ impl ModuleStore {
         if let Ok(info) = self.info(&id) {
             return Ok(info);
         }
+        let _one_at_a_time = self.uploading.lock().unwrap_or_else(|e| e.into_inner());
         let module = self.runtime.compile(bytes).map_err(ProcessorError::InvalidModule)?;
+        let code = module
+            .serialize()
+            .inspect_err(|e| tracing::warn!(module = %id, error = %e, "could not cache compiled code"))
+            .ok();
+        let need = bytes.len() as u64 + code.as_ref().map_or(0, |c| c.len() as u64);
+        let used = self.stored_bytes();
+        if used + need > self.quota_bytes {
+            return Err(ProcessorError::QuotaExceeded {
+                used,
+                need,
+                limit: self.quota_bytes,
+            });
+        }
         let info = ModuleInfo {
             id: id.clone(),
             size_bytes: bytes.len() as u64,
             kind: module.kind,
             created_ms: crate::topic::now_ms(),
+            stored_bytes: need,
         };
         write_atomically(&self.path(&hex, "wasm"), bytes)?;
-        match module.serialize() {
-            Ok(code) => write_atomically(&self.path(&hex, "cwasm"), &code)?,
-            Err(e) => tracing::warn!(module = %id, error = %e, "could not cache compiled code"),
+        if let Some(code) = code {
+            write_atomically(&self.path(&hex, "cwasm"), &code)?;
         }
         let json = serde_json::to_vec_pretty(&info).expect("module info serializes");
         write_atomically(&self.path(&hex, "json"), &json)?;

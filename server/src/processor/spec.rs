@@ -53,8 +53,25 @@ impl<'de> Deserialize<'de> for Start {
     }
 }
 
+/// `start` as the API documents it: `earliest`, `latest` or an offset.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum StartSchema {
+    Position(StartWord),
+    Offset(u64),
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "snake_case")]
+pub enum StartWord {
+    Earliest,
+    Latest,
+}
+
 /// What happens to a record the processor fails on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// Write it to the dead-letter topic, with the error in its headers, and go on.
@@ -67,7 +84,7 @@ pub enum OnError {
 }
 
 /// A deployment, as sent to `PUT /v1/processors/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorSpec {
     /// `sha256:...` from `POST /v1/modules`.
@@ -76,7 +93,9 @@ pub struct ProcessorSpec {
     pub outputs: Vec<String>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// `earliest` (default), `latest`, or an offset.
     #[serde(default)]
+    #[schema(value_type = StartSchema)]
     pub start: Start,
     #[serde(default)]
     pub on_error: OnError,

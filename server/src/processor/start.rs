@@ -97,7 +97,15 @@ impl Processors {
 
     /// Starts the tasks of `stored`. A deployment that cannot start (its module or a topic is
     /// gone) is published in state `failed`, with the reason, and nothing runs.
-    pub(super) async fn start(&self, name: &str, stored: &Stored, status: Arc<Status>) -> (Option<Running>, Published) {
+    /// `create_dead_letter`: make the dead-letter topic if it is missing (a deploy does; a
+    /// restart, pause or resume does not bring back a topic someone deleted, it fails instead).
+    pub(super) async fn start(
+        &self,
+        name: &str,
+        stored: &Stored,
+        status: Arc<Status>,
+        create_dead_letter: bool,
+    ) -> (Option<Running>, Published) {
         let mut published = Published {
             stored: stored.clone(),
             status: Arc::clone(&status),
@@ -106,7 +114,10 @@ impl Processors {
         };
         let stop = CancellationToken::new();
         let (paused_tx, paused) = watch::channel(stored.paused);
-        let ctx = match self.prepare(name, &stored.spec, status, stop.clone(), paused).await {
+        let ctx = match self
+            .prepare(name, &stored.spec, status, stop.clone(), paused, create_dead_letter)
+            .await
+        {
             Ok(ctx) => ctx,
             Err(e) => {
                 tracing::error!(processor = name, error = %e, "processor cannot start");
@@ -143,6 +154,7 @@ impl Processors {
         status: Arc<Status>,
         stop: CancellationToken,
         paused: watch::Receiver<bool>,
+        create_dead_letter: bool,
     ) -> Result<Arc<runner::Ctx>, ProcessorError> {
         let topics = &self.0.topics;
         let input = topics.get(&spec.input)?;
@@ -152,7 +164,18 @@ impl Processors {
             .map(|o| topics.get(o))
             .collect::<Result<Vec<_>, _>>()?;
         let dead_letter = match spec.on_error {
-            OnError::DeadLetter => Some(self.dead_letter_topic(&spec.dead_letter_topic(name), &input).await?),
+            OnError::DeadLetter => {
+                let dlq = spec.dead_letter_topic(name);
+                Some(match self.0.topics.get(&dlq) {
+                    Ok(t) => t,
+                    Err(_) if create_dead_letter => self.dead_letter_topic(&dlq, &input).await?,
+                    Err(_) => {
+                        return Err(ProcessorError::InvalidSpec(format!(
+                            "its dead-letter topic '{dlq}' was deleted; create it again, or redeploy to have it created"
+                        )));
+                    }
+                })
+            }
             _ => None,
         };
         let modules = self.0.modules.clone();

@@ -12,7 +12,7 @@ use crate::wasm::Level;
 /// Log lines kept for new subscribers of `GET /v1/processors/{name}/logs`.
 const LOG_LINES_KEPT: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Running,
@@ -21,7 +21,7 @@ pub enum State {
 }
 
 /// One line of a processor's log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub timestamp: i64,
     pub level: &'static str,

@@ -74,6 +74,8 @@ pub enum TopicError {
         partition: u32,
         reason: String,
     },
+    #[error("{0}")]
+    Exhausted(String),
     #[error("storage error")]
     Log(#[source] Arc<LogError>),
     #[error("the broker is shutting down")]

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 pub const TOPIC_NAME_CHARS_MAX: usize = 249;
 /// Most partitions one topic may have: each is a directory, open files and a writer task.
 pub const PARTITIONS_MAX: u32 = 1024;
+/// Longest fsync interval: past an hour, "interval" would mean "never" while saying otherwise.
+pub const FSYNC_INTERVAL_MS_MAX: u64 = 3600 * 1000;
 /// Smallest segment: below this, rolls and index entries would dominate the work.
 pub const SEGMENT_BYTES_MIN: u64 = 4 * 1024;
 /// Largest segment: index positions are 32-bit.
@@ -35,7 +37,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 }
 
 /// When appended data is flushed to disk, and so when a produce is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FsyncPolicy {
     /// Group commit: concurrent appends share one write and one fsync; answers wait for it.
@@ -59,7 +61,7 @@ impl FsyncPolicy {
 
 /// A topic's settings as stored in its metadata file, and the server's `[defaults]` for new
 /// topics. `None` retention means "keep forever".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TopicConfig {
     pub partitions: u32,
@@ -111,8 +113,11 @@ impl TopicConfig {
                 "retention_ms must be at least 1 (or null for no limit), got {ms}"
             ));
         }
-        if self.fsync == FsyncPolicy::Interval && self.fsync_interval_ms == 0 {
-            return Err("fsync_interval_ms must be at least 1 with fsync \"interval\"".into());
+        if !(1..=FSYNC_INTERVAL_MS_MAX).contains(&self.fsync_interval_ms) {
+            return Err(format!(
+                "fsync_interval_ms must be 1 to {FSYNC_INTERVAL_MS_MAX} (an hour), got {}",
+                self.fsync_interval_ms
+            ));
         }
         Ok(())
     }

@@ -53,6 +53,16 @@ fn sync_dir(dir: &Path) -> Result<(), TopicError> {
 /// Creates the directory layout, locks it against a second broker, clears leftovers and reads
 /// (then removes) the clean-shutdown marker. Returns the lock and whether the last stop was clean.
 pub fn prepare(data: &Path) -> Result<(File, bool), TopicError> {
+    if !data.exists() {
+        // A new data directory is the broker user's alone: records are not for other users of
+        // the machine. (An existing one keeps the permissions its operator chose.)
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data)
+            .map_err(io(data))?;
+    }
     for sub in ["topics", "staging", "trash"] {
         let dir = data.join(sub);
         fs::create_dir_all(&dir).map_err(io(&dir))?;

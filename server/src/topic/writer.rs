@@ -176,6 +176,12 @@ fn append_error(p: &Partition, e: LogError) -> TopicError {
     if matches!(e, LogError::Closed { .. }) {
         return TopicError::Deleted(p.topic.clone());
     }
+    if e.is_out_of_descriptors() {
+        tracing::warn!(topic = %p.topic, partition = p.id, error = %e, "append refused: out of file descriptors");
+        return TopicError::Exhausted(format!(
+            "the broker is out of file descriptors ({e}); nothing was written, retry shortly"
+        ));
+    }
     tracing::error!(topic = %p.topic, partition = p.id, error = %e, "append failed");
     TopicError::StorageFailed {
         topic: p.topic.clone(),

@@ -16,7 +16,7 @@ use weir_sdk::packed::{BatchWriter, OutputReader};
 
 /// Limits of one instance, each configurable per processor; a deployment may give any of them
 /// and gets the defaults for the rest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GuestLimits {
     /// Longest one call may run.

@@ -5,7 +5,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Which world a component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModuleKind {
     /// `packed-processor`: packed batches.

@@ -353,3 +353,31 @@ fn a_page_cache_recovery_point_from_another_boot_is_not_trusted() {
     );
     assert_eq!(log.high_watermark(), survive);
 }
+
+#[test]
+fn a_big_group_is_stored_as_batches_of_at_most_a_mebibyte_with_contiguous_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 30), true).unwrap();
+    let big: Vec<NewRecord> = (0..40)
+        .map(|i| NewRecord {
+            value: vec![b'x'; 100_000 + i],
+            ..rec(i as u64)
+        })
+        .collect();
+    let small = vec![rec(99)];
+    let a = log.append(&[&[], &big, &small], 0).unwrap();
+    log.publish();
+    assert_eq!(a.base_offsets, [0, 40], "one base per non-empty group");
+    let mut buf = Vec::new();
+    log.read(0, 1, &mut buf).unwrap();
+    let h = batch::verify(&buf).unwrap();
+    assert!(
+        h.total_bytes <= batch::BATCH_BYTES_MAX + 4096,
+        "{} bytes in one batch",
+        h.total_bytes
+    );
+    assert!(h.record_count < 40, "the group was split");
+    let all = read_all(&log, 0);
+    assert_eq!(all.len(), 41);
+    assert_eq!(all.iter().map(|r| r.0).collect::<Vec<_>>(), (0..41).collect::<Vec<_>>());
+}
