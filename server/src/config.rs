@@ -27,6 +27,12 @@ pub struct Limits {
     pub module_bytes_max: usize,
     /// Disk all modules may take, uploads and compiled code together.
     pub modules_bytes_max: u64,
+    /// What the memory caps (`limits.memory_bytes_max`) of all live guest instances may add
+    /// up to; an instance waits for room beyond it. 0: half the machine's memory.
+    pub guest_memory_bytes_max: u64,
+    /// Guest instances live at once (idle ones are dropped; a processor gets at most a quarter
+    /// of them).
+    pub guest_instances_max: u32,
     /// Most records one produce request may carry: each costs memory beyond its bytes.
     pub records_per_request_max: usize,
     /// Memory all requests in flight may hold together (each reserves about three times its
@@ -48,6 +54,8 @@ impl Default for Limits {
             wait_ms_max: 60_000,
             module_bytes_max: 128 * 1024 * 1024,
             modules_bytes_max: 4 * 1024 * 1024 * 1024,
+            guest_memory_bytes_max: 0,
+            guest_instances_max: 256,
             records_per_request_max: 100_000,
             requests_memory_bytes_max: 0,
             connections_max: 0,
@@ -147,6 +155,14 @@ impl Limits {
         (machine_memory_bytes() / 4).clamp(64 * 1024 * 1024, 1024 * 1024 * 1024)
     }
 
+    /// `guest_memory_bytes_max`, with 0 resolved against the machine's memory.
+    pub fn guest_memory_bytes(&self) -> u64 {
+        if self.guest_memory_bytes_max > 0 {
+            return self.guest_memory_bytes_max;
+        }
+        machine_memory_bytes() / 2
+    }
+
     /// `connections_max`, with 0 resolved against the open-file limit: half the descriptors
     /// (at least 256) stay for the logs' files (three per segment of every partition).
     pub fn connections(&self, open_files: u64) -> usize {
@@ -225,6 +241,13 @@ impl Config {
         if self.retention_check_interval_ms == 0 || self.sse_heartbeat_ms == 0 {
             return Err(ConfigError::Invalid(
                 "retention_check_interval_ms and sse_heartbeat_ms must be positive".into(),
+            ));
+        }
+        // Each slot reserves address space for its memories up front (not RAM): 1024 slots
+        // take a fraction of what x86-64 gives a process.
+        if !(1..=1024).contains(&l.guest_instances_max) {
+            return Err(ConfigError::Invalid(
+                "limits.guest_instances_max must be 1 to 1024".into(),
             ));
         }
         if l.records_per_request_max == 0 {

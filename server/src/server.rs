@@ -36,6 +36,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let function_cache = FunctionCache::open(&config.data_dir.join("modules").join("functions"))?;
     let runtime = WasmRuntime::new(RuntimeConfig {
         function_cache: Some(Arc::new(function_cache)),
+        instances_max: config.limits.guest_instances_max,
+        memory_budget_bytes: config.limits.guest_memory_bytes(),
         ..RuntimeConfig::default()
     })?;
     let modules = ModuleStore::open(&config.data_dir, runtime, config.limits.modules_bytes_max)?;

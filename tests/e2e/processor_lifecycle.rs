@@ -299,3 +299,42 @@ async fn a_deleted_output_topic_is_named_and_resume_after_recreating_it_runs_aga
     assert_eq!(body["state"], "running", "{body}");
     assert_eq!(wait_for_records(&env.api, "out", 1).await[0]["value"], "X");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processors_share_a_small_pool_and_memory_budget_by_taking_turns() {
+    // Two instance slots and 100 MiB of guest memory for three processors of 40 MiB each: at
+    // most two are live at once; the third waits for room instead of failing.
+    let env = Env::with_config("[limits]\nguest_instances_max = 2\nguest_memory_bytes_max = 104857600\n");
+    let id = upload(&env.api, &example("uppercase")).await;
+    for i in 0..3 {
+        env.api.create_topic(&format!("in{i}"), 1).await;
+        env.api.create_topic(&format!("out{i}"), 1).await;
+        let spec = json!({"module": id, "input": format!("in{i}"), "outputs": [format!("out{i}")],
+            "limits": {"memory_bytes_max": 41943040}});
+        assert_eq!(deploy(&env.api, &format!("p{i}"), spec).await.0, StatusCode::CREATED);
+    }
+    for round in 0..3 {
+        for i in 0..3 {
+            env.api
+                .produce(&format!("in{i}"), json!([{"value": format!("r{round}")}]))
+                .await;
+        }
+        for i in 0..3 {
+            let out = wait_for_records(&env.api, &format!("out{i}"), round + 1).await;
+            assert_eq!(out.len(), round + 1, "processor {i} answered round {round}");
+        }
+    }
+    for i in 0..3 {
+        let (_, v) = env.api.get(&format!("/v1/processors/p{i}")).await;
+        assert_eq!(v["state"], "running", "{v}");
+    }
+    // A cap past the whole budget can never run: refused at deploy, saying what there is.
+    let spec = json!({"module": id, "input": "in0", "outputs": ["out0"], "limits": {"memory_bytes_max": 209715200}});
+    let (status, body) = deploy(&env.api, "huge", spec).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("guest_memory_bytes_max") && message.contains("free"),
+        "{message}"
+    );
+}

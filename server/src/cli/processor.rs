@@ -356,7 +356,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
     };
     // Called on a blocking thread of the CLI's runtime: run the guest's async calls there.
     let rt = tokio::runtime::Handle::current();
-    let mut guest = rt.block_on(runtime.instantiate(&module, limits, &args.topic, log))?;
+    let mut guest = rt.block_on(runtime.instantiate(&module, limits, &args.topic, log, None))?;
     rt.block_on(guest.init(&args.config))
         .map_err(|e| anyhow::anyhow!("init rejected the config: {e}"))?;
 

@@ -13,6 +13,7 @@
 
 pub mod files;
 pub mod function_cache;
+mod latency;
 pub mod modules;
 pub mod runner;
 pub mod spec;

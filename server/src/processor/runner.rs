@@ -27,6 +27,9 @@ use crate::wasm::{CallError, CompiledModule, Emitted, Guest, InputRef, WasmRunti
 const READ_BYTES: usize = 1024 * 1024;
 /// Longest pause between batches that keep trapping.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long an instance stays after its input went quiet, unless someone waits for room in the
+/// pool (then it goes at once). Keeping it saves re-instantiating on a steady trickle.
+const INSTANCE_IDLE: Duration = Duration::from_secs(10);
 
 /// Everything a partition task needs, shared.
 pub struct Ctx {
@@ -41,6 +44,9 @@ pub struct Ctx {
     pub offsets_dir: PathBuf,
     pub stop: CancellationToken,
     pub paused: watch::Receiver<bool>,
+    /// The processor's share of the instance pool: at most this many of its partitions hold an
+    /// instance at once.
+    pub share: Arc<tokio::sync::Semaphore>,
 }
 
 /// What one partition's runner reports while it runs.
@@ -89,7 +95,13 @@ impl Ctx {
             Arc::new(move |level, line| status.log(level_name(level), Some(partition), line.to_owned()));
         let mut guest = self
             .runtime
-            .instantiate(&self.module, self.spec.limits, &self.input.name, log)
+            .instantiate(
+                &self.module,
+                self.spec.limits,
+                &self.input.name,
+                log,
+                Some(Arc::clone(&self.share)),
+            )
             .await?;
         let config: Vec<(String, String)> = self.spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         guest.init(&config).await?;
@@ -412,6 +424,19 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             next = start;
         }
         if next >= hw {
+            // Caught up: make way at once if another instance waits for room, else after a while.
+            if guest.is_some() && ctx.runtime.pool().has_waiters() {
+                guest = None;
+                gauges.memory_bytes.store(0, Ordering::Relaxed);
+            }
+            let holds_instance = guest.is_some();
+            let idle = async move {
+                if holds_instance {
+                    tokio::time::sleep(INSTANCE_IDLE).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 r = hw_changes.changed() => { if r.is_err() { break } }
                 _ = paused.changed() => {}
@@ -419,6 +444,10 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
                 () = ctx.input.stop.cancelled() => {
                     ctx.status.set_error(format!("input topic '{}' was deleted", ctx.input.name), true);
                     break;
+                }
+                () = idle => {
+                    guest = None;
+                    gauges.memory_bytes.store(0, Ordering::Relaxed);
                 }
             }
             continue;

@@ -56,11 +56,20 @@ impl Processors {
         name: &str,
         spec: &ProcessorSpec,
     ) -> Result<CompiledModule, ProcessorError> {
-        let runtime_max = self.0.modules.runtime().config().memory_bytes_max;
+        let runtime = self.0.modules.runtime();
+        let runtime_max = runtime.config().memory_bytes_max;
         if spec.limits.memory_bytes_max > runtime_max {
             return Err(invalid(format!(
                 "limits.memory_bytes_max is {}; the broker allows at most {runtime_max} per instance",
                 spec.limits.memory_bytes_max
+            )));
+        }
+        if !runtime.pool().fits(spec.limits.memory_bytes_max) {
+            let (live, reserved, budget) = runtime.pool().usage();
+            return Err(invalid(format!(
+                "limits.memory_bytes_max is {} but the guests' memory budget is {budget} bytes in all (limits.guest_memory_bytes_max); {reserved} are reserved now by {live} live instances, {} free",
+                spec.limits.memory_bytes_max,
+                budget.saturating_sub(reserved)
             )));
         }
         self.0.modules.info(&spec.module)?;
@@ -192,7 +201,10 @@ impl Processors {
             .await
             .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?;
         made?;
+        let pool_slots = self.0.modules.runtime().config().instances_max as usize;
+        let share = input.partitions.len().min((pool_slots / 4).max(1));
         Ok(Arc::new(runner::Ctx {
+            share: Arc::new(tokio::sync::Semaphore::new(share)),
             name: name.to_owned(),
             spec: spec.clone(),
             status,

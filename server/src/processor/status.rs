@@ -7,10 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use super::latency::Latency;
 use crate::wasm::Level;
 
-/// Log lines kept for new subscribers of `GET /v1/processors/{name}/logs`.
+/// Log lines kept for new subscribers of `GET /v1/processors/{name}/logs`, and their most
+/// bytes: 10,000 chatty processors keep at most 640 MB of log, not unbounded.
 const LOG_LINES_KEPT: usize = 1000;
+const LOG_BYTES_KEPT: usize = 64 * 1024;
+/// Lines a live subscriber may fall behind before it is told it skipped some. The channel is
+/// made only when someone follows the logs: its slots are allocated up front.
+const LOG_LINES_IN_FLIGHT: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -48,9 +54,11 @@ pub struct Status {
     pub skipped: AtomicU64,
     pub traps: AtomicU64,
     state: Mutex<(State, Option<String>)>,
-    latency_us: Mutex<hdrhistogram::Histogram<u64>>,
-    logs: Mutex<VecDeque<LogLine>>,
-    log_tx: broadcast::Sender<LogLine>,
+    latency: Mutex<Latency>,
+    /// Kept lines, and the bytes of their messages.
+    logs: Mutex<(VecDeque<LogLine>, usize)>,
+    /// Made by the first follower, kept while anyone follows.
+    log_tx: Mutex<Option<broadcast::Sender<LogLine>>>,
 }
 
 impl Status {
@@ -63,11 +71,9 @@ impl Status {
             skipped: AtomicU64::new(0),
             traps: AtomicU64::new(0),
             state: Mutex::new((if paused { State::Paused } else { State::Running }, None)),
-            latency_us: Mutex::new(
-                hdrhistogram::Histogram::new_with_bounds(1, 120_000_000, 2).expect("static histogram bounds are valid"),
-            ),
-            logs: Mutex::new(VecDeque::new()),
-            log_tx: broadcast::channel(LOG_LINES_KEPT).0,
+            latency: Mutex::new(Latency::default()),
+            logs: Mutex::new((VecDeque::new(), 0)),
+            log_tx: Mutex::new(None),
         }
     }
 
@@ -100,18 +106,18 @@ impl Status {
     }
 
     pub fn observe_call(&self, micros: u64) {
-        let _ = self
-            .latency_us
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(micros.max(1));
+        self.latency.lock().unwrap_or_else(|e| e.into_inner()).record(micros);
     }
 
-    /// `(p50, p99, max)` call latency in ms.
+    /// `(p50, p99, max)` call latency in ms (quantiles within 19%).
     pub fn latency_ms(&self) -> (f64, f64, f64) {
-        let h = self.latency_us.lock().unwrap_or_else(|e| e.into_inner());
-        let ms = |us: u64| us as f64 / 1000.0;
-        (ms(h.value_at_quantile(0.5)), ms(h.value_at_quantile(0.99)), ms(h.max()))
+        let h = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let round = |us: f64| (us / 10.0).round() / 100.0;
+        (
+            round(h.quantile_us(0.5)),
+            round(h.quantile_us(0.99)),
+            round(h.max_us() as f64),
+        )
     }
 
     pub fn log(&self, level: &'static str, partition: Option<u32>, message: String) {
@@ -122,16 +128,30 @@ impl Status {
             message,
         };
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-        if logs.len() >= LOG_LINES_KEPT {
-            logs.pop_front();
+        let (kept, bytes) = &mut *logs;
+        *bytes += line.message.len();
+        kept.push_back(line.clone());
+        while kept.len() > LOG_LINES_KEPT || (*bytes > LOG_BYTES_KEPT && kept.len() > 1) {
+            if let Some(old) = kept.pop_front() {
+                *bytes -= old.message.len();
+            }
         }
-        logs.push_back(line.clone());
-        let _ = self.log_tx.send(line);
+        let mut tx = self.log_tx.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = tx.as_ref()
+            && sender.send(line).is_err()
+        {
+            // Nobody follows any more: free the channel's slots.
+            *tx = None;
+        }
     }
 
     /// The kept lines and a receiver for the ones that follow.
     pub fn subscribe(&self) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
         let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-        (logs.iter().cloned().collect(), self.log_tx.subscribe())
+        let mut tx = self.log_tx.lock().unwrap_or_else(|e| e.into_inner());
+        let rx = tx
+            .get_or_insert_with(|| broadcast::channel(LOG_LINES_IN_FLIGHT).0)
+            .subscribe();
+        (logs.0.iter().cloned().collect(), rx)
     }
 }

@@ -184,6 +184,8 @@ enum Bindings {
 
 /// A live processor instance.
 pub struct Guest {
+    /// Its place in the pool, given back when it is dropped.
+    _permit: super::pool::InstancePermit,
     store: Store<GuestState>,
     bindings: Bindings,
     limits: GuestLimits,
@@ -198,6 +200,7 @@ impl Guest {
         limits: GuestLimits,
         topic: &str,
         log: LogSink,
+        permit: super::pool::InstancePermit,
     ) -> Result<Self, CallError> {
         let wasi = WasiCtxBuilder::new()
             .stdout(LogPipe::new(Level::Info, log.clone()))
@@ -256,6 +259,7 @@ impl Guest {
         };
         let bindings = bindings.map_err(|e| classify(&store, &e))?;
         Ok(Self {
+            _permit: permit,
             store,
             bindings,
             limits,

@@ -10,6 +10,7 @@ mod executor;
 mod guest;
 mod logpipe;
 mod module;
+pub mod pool;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct RuntimeConfig {
     pub instances_max: u32,
     /// The largest memory cap any processor may ask for.
     pub memory_bytes_max: usize,
+    /// What the memory caps of all live instances may add up to.
+    pub memory_budget_bytes: u64,
     /// Granularity of deadlines: the epoch advances this often.
     pub epoch_tick_ms: u64,
     /// Guest calls that may run past their first few ticks at once (see `guest.rs`): bounds
@@ -49,6 +52,7 @@ impl Default for RuntimeConfig {
             function_cache: None,
             instances_max: 256,
             memory_bytes_max: 1024 * 1024 * 1024,
+            memory_budget_bytes: crate::config::machine_memory_bytes() / 2,
             epoch_tick_ms: 10,
             long_calls_max: (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
         }
@@ -87,6 +91,7 @@ pub struct WasmRuntime {
     config: RuntimeConfig,
     executor: Arc<executor::Executor>,
     long_calls: Arc<tokio::sync::Semaphore>,
+    pool: Arc<pool::InstancePool>,
 }
 
 impl WasmRuntime {
@@ -117,9 +122,18 @@ impl WasmRuntime {
             engine,
             linker: Arc::new(linker),
             long_calls: Arc::new(tokio::sync::Semaphore::new(config.long_calls_max.max(1))),
+            pool: Arc::new(pool::InstancePool::new(
+                config.instances_max as usize,
+                config.memory_budget_bytes,
+            )),
             config,
             executor: Arc::default(),
         })
+    }
+
+    /// Slots and memory of live instances.
+    pub fn pool(&self) -> &pool::InstancePool {
+        &self.pool
     }
 
     /// The permits of long guest calls.
@@ -189,20 +203,25 @@ impl WasmRuntime {
 
     /// A fresh instance with `limits`, its log lines sent to `log`. Traps while starting
     /// (for example a start function over the memory cap) come back as [`CallError::Trap`].
+    /// Waits, in turn, for room in the pool (a slot, and `limits.memory_bytes_max` of the
+    /// memory budget; first a permit of `share`, the processor's own limit, if given): the
+    /// instance holds them until it is dropped.
     pub async fn instantiate(
         &self,
         module: &CompiledModule,
         limits: GuestLimits,
         topic: &str,
         log: LogSink,
+        share: Option<Arc<tokio::sync::Semaphore>>,
     ) -> Result<Guest, CallError> {
-        if limits.memory_bytes_max > self.config.memory_bytes_max {
+        if limits.memory_bytes_max > self.config.memory_bytes_max || !self.pool.fits(limits.memory_bytes_max) {
             return Err(CallError::BadOutput(format!(
-                "memory_bytes_max {} is above the broker's limit {}",
-                limits.memory_bytes_max, self.config.memory_bytes_max
+                "memory_bytes_max {} is above the broker's limit ({} per instance, {} for all)",
+                limits.memory_bytes_max, self.config.memory_bytes_max, self.config.memory_budget_bytes
             )));
         }
-        Guest::new(self, module, limits, topic, log).await
+        let permit = self.pool.acquire(limits.memory_bytes_max, share).await;
+        Guest::new(self, module, limits, topic, log, permit).await
     }
 }
 
