@@ -1,6 +1,6 @@
 //! Small durable files: whole-file atomic replace, and a crash-safe offset slot.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -29,9 +29,10 @@ pub fn create_dir_durable(dir: &Path) -> Result<(), ProcessorError> {
 /// ```
 /// A write goes to the slot not holding the latest value, then fsyncs. A torn write damages
 /// only that slot, whose CRC then fails, and the other slot still holds the previous commit.
+/// The file is opened for each commit, not held: ten thousand idle processors must not hold
+/// ten thousand file descriptors.
 pub struct OffsetFile {
     path: PathBuf,
-    file: File,
     seq: u64,
     offset: Option<u64>,
 }
@@ -74,9 +75,9 @@ impl OffsetFile {
                 }
             }
         }
+        drop(file);
         Ok(Self {
             path: path.to_owned(),
-            file,
             seq: best.map_or(0, |b| b.0),
             offset: best.map(|b| b.1),
         })
@@ -96,15 +97,14 @@ impl OffsetFile {
         let crc = crc32c::crc32c(&slot[..16]);
         slot[16..].copy_from_slice(&crc.to_le_bytes());
         let at = (seq % 2) * SLOT_BYTES as u64;
-        if self.file.metadata().map(|m| m.len()).unwrap_or(0) < (SLOT_BYTES * 2) as u64 {
-            self.file
-                .set_len((SLOT_BYTES * 2) as u64)
-                .map_err(|e| ProcessorError::io(&self.path, e))?;
+        let io = |e| ProcessorError::io(&self.path, e);
+        let file = OpenOptions::new().write(true).open(&self.path).map_err(io)?;
+        if file.metadata().map(|m| m.len()).unwrap_or(0) < (SLOT_BYTES * 2) as u64 {
+            file.set_len((SLOT_BYTES * 2) as u64).map_err(io)?;
         }
-        self.file
-            .write_all_at(&slot, at)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| ProcessorError::io(&self.path, e))?;
+        file.write_all_at(&slot, at)
+            .and_then(|()| file.sync_data())
+            .map_err(io)?;
         self.seq = seq;
         self.offset = Some(offset);
         Ok(())

@@ -29,6 +29,8 @@ pub enum BenchCommand {
     Guest(GuestBench),
     /// Fill a topic, deploy a processor on it, and time topic -> processor -> topic.
     Processor(ProcessorBench),
+    /// Deploy thousands of processors: broker memory idle, and each one's first answer.
+    Density(density::DensityBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +88,7 @@ pub struct SseIdleBench {
     subscribers: usize,
 }
 
+mod density;
 mod processors;
 
 pub use processors::{GuestBench, ProcessorBench};
@@ -99,6 +102,7 @@ pub async fn run(client: &Client, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::SseIdle(b) => sse_idle(&client, b).await,
         BenchCommand::Guest(b) => tokio::task::spawn_blocking(move || processors::guest(b)).await?,
         BenchCommand::Processor(b) => processors::pipeline(&client, b).await,
+        BenchCommand::Density(b) => density::run(&client, b).await,
     }
 }
 
@@ -376,7 +380,7 @@ async fn e2e(client: &Client, b: E2eBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn server_memory(client: &Client) -> anyhow::Result<(f64, f64)> {
+pub(super) async fn server_memory(client: &Client) -> anyhow::Result<(f64, f64)> {
     let text = client
         .send(client.request(Method::GET, "/metrics"))
         .await?
