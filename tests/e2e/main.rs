@@ -19,6 +19,7 @@ mod processor_test;
 mod processors;
 mod produce;
 mod projects;
+mod reliability;
 mod sse;
 mod topic_races;
 mod topics;

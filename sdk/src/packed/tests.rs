@@ -59,3 +59,85 @@ fn truncated_or_lying_buffers_are_errors_not_panics() {
     let results: Vec<_> = OutputReader::new(&bytes).unwrap().collect();
     assert!(results.last().unwrap().is_err());
 }
+
+mod properties {
+    //! The packed codec under arbitrary input: decoding never panics, and what is written reads
+    //! back the same.
+
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    type Rec = (u64, i64, Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+    fn record() -> impl Strategy<Value = Rec> {
+        (
+            any::<u64>(),
+            any::<i64>(),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+            proptest::collection::vec(any::<u8>(), 0..200),
+            proptest::collection::vec(("[a-z\\-]{0,12}", proptest::collection::vec(any::<u8>(), 0..20)), 0..4),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_readers(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(r) = BatchReader::new(&bytes) {
+                for rec in r {
+                    let _ = rec;
+                }
+            }
+            if let Ok(mut r) = OutputReader::new(&bytes) {
+                for rec in r.by_ref() {
+                    let _ = rec;
+                }
+                let _ = r.failures();
+            }
+        }
+
+        #[test]
+        fn input_batches_read_back_what_was_written(topic in "[a-z.]{1,20}", partition in any::<u32>(), recs in proptest::collection::vec(record(), 0..20)) {
+            let mut w = BatchWriter::new(&topic, partition, 0);
+            for (offset, ts, key, value, headers) in &recs {
+                w.push(*offset, *ts, key.as_deref(), value, headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+            }
+            let bytes = w.finish();
+            let got: Vec<_> = BatchReader::new(&bytes).unwrap().map(Result::unwrap).collect();
+            prop_assert_eq!(got.len(), recs.len());
+            for (g, (offset, ts, key, value, headers)) in got.iter().zip(&recs) {
+                prop_assert_eq!(g.topic, topic.as_str());
+                prop_assert_eq!(g.partition, partition);
+                prop_assert_eq!((g.offset, g.timestamp), (*offset, *ts));
+                prop_assert_eq!(g.key, key.as_deref());
+                prop_assert_eq!(g.value, value.as_slice());
+                let hs: Vec<(&str, &[u8])> = g.headers.iter().collect();
+                let want: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+                prop_assert_eq!(hs, want);
+            }
+        }
+
+        #[test]
+        fn outputs_read_back_what_was_written(outs in proptest::collection::vec((0u32..100, proptest::option::of(0u32..8), record()), 0..20), fails in proptest::collection::vec((0u32..100, ".{0,30}"), 0..5)) {
+            let mut w = OutputWriter::default();
+            for (input, output, (_, _, key, value, headers)) in &outs {
+                w.push(*input, *output, key.as_deref(), value, headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+            }
+            for (input, message) in &fails {
+                w.fail(*input, message.clone());
+            }
+            let bytes = w.finish();
+            let mut r = OutputReader::new(&bytes).unwrap();
+            for (input, output, (_, _, key, value, _)) in &outs {
+                let g = r.next().unwrap().unwrap();
+                prop_assert_eq!((g.input, g.output), (*input, *output));
+                prop_assert_eq!(g.key, key.as_deref());
+                prop_assert_eq!(g.value, value.as_slice());
+            }
+            prop_assert!(r.next().is_none());
+            let got = r.failures().unwrap();
+            let want: Vec<(u32, &str)> = fails.iter().map(|(i, m)| (*i, m.as_str())).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

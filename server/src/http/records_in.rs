@@ -421,3 +421,61 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! The produce parsers under arbitrary bodies: they answer (records or an error) and never
+    //! panic; records written as JSON lines read back as written.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic_the_parsers(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_ndjson(&body, 1000);
+            let _ = parse_json(&body, 1000);
+        }
+
+        #[test]
+        fn json_like_bodies_never_panic_the_parsers(body in "[\\[\\]{}\":,a-z0-9 \\n\\\\]{0,200}") {
+            let _ = parse_ndjson(body.as_bytes(), 1000);
+            let _ = parse_json(body.as_bytes(), 1000);
+        }
+
+        #[test]
+        fn records_read_back_as_written(
+            recs in proptest::collection::vec(
+                (proptest::option::of("[^\\u{0}]{0,20}"), "[^\\u{0}]{0,60}", proptest::collection::btree_map("[a-z]{1,8}", "[ -~]{0,10}", 0..4), proptest::option::of(0u32..4)),
+                1..20,
+            )
+        ) {
+            let mut ndjson = String::new();
+            let mut objects = Vec::new();
+            for (key, value, headers, partition) in &recs {
+                let mut o = serde_json::json!({"value": value, "headers": headers});
+                if let Some(k) = key {
+                    o["key"] = serde_json::json!(k);
+                }
+                if let Some(p) = partition {
+                    o["partition"] = serde_json::json!(p);
+                }
+                ndjson.push_str(&o.to_string());
+                ndjson.push('\n');
+                objects.push(o);
+            }
+            let body = serde_json::json!({ "records": objects }).to_string();
+            for parsed in [parse_ndjson(ndjson.as_bytes(), 1000).unwrap(), parse_json(body.as_bytes(), 1000).unwrap()] {
+                prop_assert_eq!(parsed.len(), recs.len());
+                for (p, (key, value, headers, partition)) in parsed.iter().zip(&recs) {
+                    prop_assert_eq!(p.partition, *partition);
+                    prop_assert_eq!(p.record.key.as_deref(), key.as_ref().map(|k| k.as_bytes()));
+                    prop_assert_eq!(&p.record.value, value.as_bytes());
+                    let hs: BTreeMap<String, String> = p.record.headers.iter().map(|(n, v)| (n.clone(), String::from_utf8(v.clone()).unwrap())).collect();
+                    prop_assert_eq!(&hs, headers);
+                }
+            }
+        }
+    }
+}
