@@ -133,11 +133,25 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        self.encode_with("")
+    }
+
+    /// The registry's metrics, then `extra` (families in the same text format, computed at
+    /// scrape time), then the end marker.
+    pub fn encode_with(&self, extra: &str) -> String {
         let _guard = self.encode_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.resident_bytes.set(resident_bytes());
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        if let Some(body) = out.strip_suffix("# EOF\n") {
+            let mut joined = String::with_capacity(out.len() + extra.len());
+            joined.push_str(body);
+            joined.push_str(extra);
+            joined.push_str("# EOF\n");
+            return joined;
+        }
+        out.push_str(extra);
         out
     }
 }

@@ -71,28 +71,47 @@ impl Client {
         }
     }
 
-    /// Opens the SSE stream at `path` and calls `on_data` with each event's `data:` as JSON,
-    /// until the stream ends or `on_data` answers false.
+    /// Opens the SSE stream at `path` (resuming after `last_id` if given) and calls `on_event`
+    /// with each event's type, id and `data:` as JSON, until the stream ends (`Ok(true)`: the
+    /// server closed it) or `on_event` answers false (`Ok(false)`).
     pub async fn for_each_event(
         &self,
         path: &str,
-        mut on_data: impl FnMut(Value) -> anyhow::Result<bool>,
-    ) -> anyhow::Result<()> {
+        last_id: Option<&str>,
+        mut on_event: impl FnMut(&str, Option<&str>, Value) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<bool> {
         use futures::StreamExt;
-        let mut stream = self.send(self.request(Method::GET, path)).await?.bytes_stream();
+        let mut req = self.request(Method::GET, path);
+        if let Some(id) = last_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let mut stream = self.send(req).await?.bytes_stream();
         let mut buf = Vec::new();
+        let (mut event, mut id, mut data) = (String::new(), None::<String>, Vec::new());
         while let Some(chunk) = stream.next().await {
             buf.extend_from_slice(&chunk.context("the event stream broke")?);
             while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=nl).collect();
-                if let Some(data) = line.strip_prefix(b"data:")
-                    && !on_data(serde_json::from_slice(data.trim_ascii()).unwrap_or(Value::Null))?
-                {
-                    return Ok(());
+                let line = line.trim_ascii_end();
+                if line.is_empty() {
+                    if !data.is_empty() {
+                        let value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+                        let kind = if event.is_empty() { "message" } else { event.as_str() };
+                        if !on_event(kind, id.as_deref(), value)? {
+                            return Ok(false);
+                        }
+                    }
+                    (event, id, data) = (String::new(), None, Vec::new());
+                } else if let Some(v) = line.strip_prefix(b"data:") {
+                    data.extend_from_slice(v.trim_ascii_start());
+                } else if let Some(v) = line.strip_prefix(b"event:") {
+                    event = String::from_utf8_lossy(v.trim_ascii()).into_owned();
+                } else if let Some(v) = line.strip_prefix(b"id:") {
+                    id = Some(String::from_utf8_lossy(v.trim_ascii()).into_owned());
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     pub async fn json(&self, req: RequestBuilder) -> anyhow::Result<Value> {

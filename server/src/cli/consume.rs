@@ -13,9 +13,9 @@ pub struct ConsumeArgs {
     #[command(flatten)]
     server: ServerArg,
     topic: String,
-    /// earliest, latest or an offset.
-    #[arg(long, default_value = "earliest")]
-    from: String,
+    /// earliest, latest or an offset (default: earliest, or latest with --follow).
+    #[arg(long)]
+    from: Option<String>,
     /// Only this partition (default: all).
     #[arg(long, short)]
     partition: Option<u32>,
@@ -76,7 +76,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             None => (0..count).collect(),
         };
         'parts: for p in partitions {
-            let mut offset = args.from.clone();
+            let mut offset = args.from.clone().unwrap_or_else(|| "earliest".into());
             let mut end: Option<u64> = None;
             loop {
                 let path = format!(
@@ -105,20 +105,56 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Follows over SSE; when the connection drops (the broker restarted, say), reconnects with
+/// the last event's id and goes on exactly after the last record printed.
 async fn follow(client: &Client, args: &ConsumeArgs, printer: &mut Printer) -> anyhow::Result<()> {
-    let mut path = format!("/v1/topics/{}/events?from={}", args.topic, args.from);
+    let from = args.from.as_deref().unwrap_or("latest");
+    let mut path = format!("/v1/topics/{}/events?from={from}", args.topic);
     if let Some(p) = args.partition {
         path.push_str(&format!("&partition={p}"));
     }
-    client
-        .for_each_event(&path, |event| {
-            for r in event["records"].as_array().into_iter().flatten() {
-                if !printer.print(r)? {
-                    return Ok(false);
+    let mut last_id: Option<String> = None;
+    let mut retry = std::time::Duration::from_millis(250);
+    loop {
+        let mut done = false;
+        let mut got_any = false;
+        let resume = last_id.clone();
+        let ended = client
+            .for_each_event(&path, resume.as_deref(), |kind, id, event| {
+                got_any = true;
+                if kind == "error" {
+                    anyhow::bail!(
+                        "the broker ended the stream: {}",
+                        event["message"].as_str().unwrap_or("")
+                    );
                 }
-            }
-            printer.out.flush()?;
-            Ok(true)
-        })
-        .await
+                for r in event["records"].as_array().into_iter().flatten() {
+                    if !printer.print(r)? {
+                        done = true;
+                        return Ok(false);
+                    }
+                }
+                if let Some(id) = id {
+                    last_id = Some(id.to_owned());
+                }
+                printer.out.flush()?;
+                Ok(true)
+            })
+            .await;
+        if done {
+            return Ok(());
+        }
+        let reason = match ended {
+            Ok(_) => "the broker closed the stream".to_owned(),
+            // A refusal (topic gone, no right, bad token) is final; a lost connection is not.
+            Err(e) if e.to_string().contains("cannot reach") || e.to_string().contains("stream broke") => e.to_string(),
+            Err(e) => return Err(e),
+        };
+        if got_any {
+            retry = std::time::Duration::from_millis(250);
+        }
+        eprintln!("{reason}; reconnecting in {:.1} s", retry.as_secs_f64());
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(std::time::Duration::from_secs(5));
+    }
 }

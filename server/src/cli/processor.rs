@@ -152,10 +152,7 @@ pub async fn run(client: &Client, command: ProcessorCommand) -> anyhow::Result<(
         ProcessorCommand::Deploy(a) => deploy(client, a).await,
         ProcessorCommand::List => {
             let v = client.json(client.request(Method::GET, "/v1/processors")).await?;
-            println!(
-                "{:<24} {:<8} {:<20} {:>10} {:>10} {:>7} {:>8}",
-                "NAME", "STATE", "INPUT", "IN", "OUT", "ERRORS", "LAG"
-            );
+            let mut rows = vec![["NAME", "STATE", "INPUT", "IN", "OUT", "ERRORS", "LAG"].map(String::from)];
             for p in v["processors"].as_array().into_iter().flatten() {
                 let lag: u64 = p["lag"]
                     .as_array()
@@ -163,17 +160,19 @@ pub async fn run(client: &Client, command: ProcessorCommand) -> anyhow::Result<(
                     .flatten()
                     .map(|l| l["lag"].as_u64().unwrap_or(0))
                     .sum();
-                println!(
-                    "{:<24} {:<8} {:<20} {:>10} {:>10} {:>7} {:>8}",
-                    p["name"].as_str().unwrap_or(""),
-                    p["state"].as_str().unwrap_or(""),
-                    p["input"].as_str().unwrap_or(""),
-                    p["records_in"],
-                    p["records_out"],
-                    p["errors"],
-                    lag
-                );
+                let n = |k: &str| p[k].as_u64().unwrap_or(0).to_string();
+                let s = |k: &str| p[k].as_str().unwrap_or("").to_owned();
+                rows.push([
+                    s("name"),
+                    s("state"),
+                    s("input"),
+                    n("records_in"),
+                    n("records_out"),
+                    n("errors"),
+                    lag.to_string(),
+                ]);
             }
+            print_table(&rows, 3);
             Ok(())
         }
         ProcessorCommand::Status { name } => {
@@ -201,6 +200,32 @@ pub async fn run(client: &Client, command: ProcessorCommand) -> anyhow::Result<(
             println!("deleted {name}");
             Ok(())
         }
+    }
+}
+
+/// Prints rows as columns as wide as their widest cell: text left-aligned, the columns from
+/// `numbers_from` on right-aligned.
+fn print_table<const N: usize>(rows: &[[String; N]], numbers_from: usize) {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (cell, w))| {
+                if i >= numbers_from {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
     }
 }
 
@@ -283,33 +308,48 @@ async fn deploy(client: &Client, a: DeployArgs) -> anyhow::Result<()> {
             "output_bytes_max": d.output_bytes_max,
         });
     }
-    let v = client
-        .json(
+    let answer = client
+        .send(
             client
                 .request(Method::PUT, &format!("/v1/processors/{name}"))
                 .json(&spec),
         )
         .await?;
+    let replaced = answer.status() == reqwest::StatusCode::OK;
+    let v: Value = answer.json().await.context("the server's answer is not JSON")?;
     println!(
-        "deployed {} ({}) from {} to {}: {}",
+        "{} {} ({}) from {} to {}: {}",
+        if replaced {
+            "replaced the running processor"
+        } else {
+            "deployed"
+        },
         name,
         id,
         v["input"].as_str().unwrap_or(""),
         v["outputs"],
         v["state"].as_str().unwrap_or("")
     );
+    if replaced {
+        eprintln!("(a processor named {name} was running: it now runs this module, with its committed offsets)");
+    }
     Ok(())
 }
 
 async fn logs(client: &Client, path: &str) -> anyhow::Result<()> {
     client
-        .for_each_event(path, |v| {
+        .for_each_event(path, None, |kind, _, v| {
+            if kind == "error" {
+                anyhow::bail!("the broker ended the stream: {}", v["message"].as_str().unwrap_or(""));
+            }
             let partition = v["partition"].as_u64().map_or(String::new(), |p| format!(" p{p}"));
             let (level, message) = (v["level"].as_str().unwrap_or(""), v["message"].as_str().unwrap_or(""));
-            println!("{} {level:<5}{partition} {message}", v["timestamp"]);
+            let when = super::time::utc(v["timestamp"].as_i64().unwrap_or(0));
+            println!("{when} {level:<5}{partition} {message}");
             Ok(true)
         })
         .await
+        .map(drop)
 }
 
 fn bytes_json(out: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
@@ -341,13 +381,36 @@ fn record_json(r: &NewRecord, output: Option<u32>, input_offset: u64) -> Value {
     Value::Object(m)
 }
 
+/// The component compiled: from the user's cache (`$XDG_CACHE_HOME/weir/compiled/SHA256.cwasm`,
+/// or `~/.cache/...`) when this `weir` compiled the same bytes before, else compiled and cached.
+/// A Python component takes seconds to compile; a second `weir processor test` should not.
+fn compiled(runtime: &WasmRuntime, bytes: &[u8]) -> anyhow::Result<crate::wasm::CompiledModule> {
+    use sha2::{Digest, Sha256};
+    let cache_dir = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("weir").join("compiled"));
+    let path = cache_dir
+        .as_ref()
+        .map(|d| d.join(format!("{}.cwasm", hex::encode(Sha256::digest(bytes)))));
+    if let Some(m) = path.as_ref().and_then(|p| runtime.load_cached(p)) {
+        return Ok(m);
+    }
+    let module = runtime.compile(bytes)?;
+    if let (Some(dir), Some(path), Ok(code)) = (&cache_dir, &path, module.serialize()) {
+        // Only a cache: a failure costs a compile next time.
+        let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(path, code));
+    }
+    Ok(module)
+}
+
 fn test(args: TestArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let runtime = WasmRuntime::new(RuntimeConfig {
         instances_max: 4,
         ..RuntimeConfig::default()
     })?;
-    let module = runtime.compile(&bytes)?;
+    let module = compiled(&runtime, &bytes)?;
     let log: crate::wasm::LogSink = Arc::new(|level: Level, line: &str| eprintln!("[{level:?}] {line}"));
     let limits = GuestLimits {
         deadline_ms: args.deadline_ms,

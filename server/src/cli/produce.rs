@@ -40,16 +40,19 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 }
 
 impl ProduceArgs {
-    fn record(&self, value: &str) -> anyhow::Result<Value> {
+    /// The record object of one value or stdin line, as JSON text. With `--records` the line
+    /// is sent exactly as written (key order, number spelling), once checked to be an object.
+    fn record(&self, line: &str) -> anyhow::Result<String> {
         if self.records {
-            let v: Value = serde_json::from_str(value).with_context(|| format!("not a JSON record object: {value}"))?;
-            if !v.is_object() {
-                bail!("with --records each line is a JSON object like {{\"key\":\"k\",\"value\":\"v\"}}: {value}");
+            let raw: &serde_json::value::RawValue =
+                serde_json::from_str(line).with_context(|| format!("not a JSON record object: {line}"))?;
+            if !raw.get().starts_with('{') {
+                bail!("with --records each line is a JSON object like {{\"key\":\"k\",\"value\":\"v\"}}: {line}");
             }
-            return Ok(v);
+            return Ok(raw.get().to_owned());
         }
         let mut r = Map::new();
-        r.insert("value".into(), json!(value));
+        r.insert("value".into(), json!(line));
         if let Some(k) = &self.key {
             r.insert("key".into(), json!(k));
         }
@@ -60,17 +63,18 @@ impl ProduceArgs {
             let h: Map<String, Value> = self.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
             r.insert("headers".into(), Value::Object(h));
         }
-        Ok(Value::Object(r))
+        Ok(Value::Object(r).to_string())
     }
 }
 
-async fn send(client: &Client, topic: &str, records: Vec<Value>) -> anyhow::Result<Value> {
-    let body = json!({ "records": records });
+/// Sends record objects (JSON text) as one NDJSON request.
+async fn send(client: &Client, topic: &str, records: Vec<String>) -> anyhow::Result<Value> {
     client
         .json(
             client
                 .request(Method::POST, &format!("/v1/topics/{topic}/records"))
-                .json(&body),
+                .header("content-type", "application/x-ndjson")
+                .body(records.join("\n")),
         )
         .await
 }

@@ -10,6 +10,7 @@ pub mod listener;
 mod modules;
 pub mod openapi;
 mod plain_errors;
+mod processor_metrics;
 mod processors;
 pub mod produce;
 mod records;
@@ -100,9 +101,10 @@ async fn healthz() -> impl IntoResponse {
         openapi::CommonErrors))]
 async fn metrics(State(state): State<AppState>, principal: Principal) -> Result<impl IntoResponse, ApiError> {
     principal.require(Resource::Metrics, "*", Action::Read)?;
+    let processors = processor_metrics::render(&state.processors.list());
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.encode(),
+        state.metrics.encode_with(&processors),
     ))
 }
 

@@ -52,21 +52,85 @@ impl Project {
         Ok(Self { dir, manifest })
     }
 
-    /// Builds the component and returns its path.
+    /// Builds the component and returns its path. A project whose sources did not change since
+    /// its last build (same files, same contents, same `weir`) is not built again: a Python
+    /// component takes half a minute to bundle. (Rust builds go through cargo, which knows.)
     pub fn build(&self) -> anyhow::Result<PathBuf> {
         let (dir, name) = (self.dir.as_path(), self.manifest.name.as_str());
-        eprintln!(
-            "building {name} ({}) in {}",
-            self.manifest.language.name(),
-            dir.display()
-        );
-        match self.manifest.language {
+        let language = self.manifest.language;
+        let stamp_path = dir.join("target").join(".weir-build-fingerprint");
+        let fingerprint = (language != Language::Rust)
+            .then(|| fingerprint(dir, language))
+            .transpose()?;
+        if let Some(f) = &fingerprint {
+            let out = dir.join("target").join(format!("{name}.wasm"));
+            if out.is_file() && std::fs::read_to_string(&stamp_path).is_ok_and(|s| &s == f) {
+                eprintln!("{name} is up to date ({})", out.display());
+                return Ok(out);
+            }
+        }
+        eprintln!("building {name} ({}) in {}", language.name(), dir.display());
+        let out = match language {
             Language::Rust => rust::build_rust(dir),
             Language::Python => scripted::build_python(dir, name),
             Language::Js => scripted::build_js(dir, name),
             Language::C => native::build_c(dir, name),
             Language::Zig => native::build_zig(dir, name),
             Language::Assemblyscript => native::build_assemblyscript(dir, name),
+        }?;
+        if let Some(f) = fingerprint {
+            std::fs::write(&stamp_path, f)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Directories a fingerprint skips: build output, the SDK copy a build writes, tool caches.
+const NOT_SOURCES: &[&str] = &[
+    "target",
+    ".weir",
+    "node_modules",
+    "__pycache__",
+    ".git",
+    "zig-cache",
+    ".zig-cache",
+];
+
+/// A digest of everything a build reads from the project (paths and contents), the language
+/// and this `weir` (whose SDKs and templates go into the component).
+fn fingerprint(dir: &Path, language: Language) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if NOT_SOURCES.iter().any(|n| name == *n) {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
         }
     }
+    files.sort();
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    // This binary (its SDKs and templates go into the component): its size and time.
+    if let Some(meta) = std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()) {
+        h.update(meta.len().to_le_bytes());
+        h.update(format!("{:?}", meta.modified().ok()).as_bytes());
+    }
+    h.update(language.name().as_bytes());
+    for f in files {
+        h.update(f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(std::fs::read(&f)?);
+        h.update([0]);
+    }
+    Ok(hex::encode(h.finalize()))
 }
