@@ -63,6 +63,32 @@ impl Server {
         self.child.id()
     }
 
+    /// Starts again on the same data directory and the same port (clients keep their URL).
+    pub fn restart_same_port(&mut self) {
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let mut args: Vec<String> = Vec::new();
+        let mut it = self.args.iter();
+        while let Some(a) = it.next() {
+            if a == "--addr" {
+                it.next();
+                continue;
+            }
+            args.push(a.clone());
+        }
+        args.insert(0, addr);
+        args.insert(0, "--addr".into());
+        for _ in 0..50 {
+            // The old socket may take a moment to be free.
+            if std::net::TcpListener::bind(&args[1]).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (child, url) = spawn(&self.data_dir, &args);
+        self.child = child;
+        self.url = url;
+    }
+
     /// Starts again on the same data directory (a new port).
     pub fn restart(&mut self) {
         let (child, url) = spawn(&self.data_dir, &self.args);

@@ -558,3 +558,51 @@ async fn stop_policy_halts_at_the_bad_record_and_a_redeploy_with_skip_goes_on_fr
         "{view}"
     );
 }
+
+#[tokio::test]
+async fn processor_counters_and_lag_are_in_the_metrics() {
+    let env = Env::start();
+    let id = upload(&env.api, &example("uppercase")).await;
+    env.api.create_topic("in", 2).await;
+    env.api.create_topic("out", 1).await;
+    assert_eq!(
+        deploy(&env.api, "up", json!({"module": id, "input": "in", "outputs": ["out"]}))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    env.api
+        .produce(
+            "in",
+            json!([{"value": "a", "partition": 0}, {"value": "b", "partition": 1}]),
+        )
+        .await;
+    wait_for_records(&env.api, "out", 2).await;
+    wait_for_lag_zero(&env.api, "up").await;
+    let text = env
+        .api
+        .http
+        .get(format!("{}/metrics", env.api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("weir_processor_records_in_total{processor=\"up\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weir_processor_lag{processor=\"up\",partition=\"1\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weir_processor_state{processor=\"up\",state=\"running\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "the exposition still ends with its marker"
+    );
+}

@@ -72,6 +72,35 @@ fn fresh_template_builds_and_passes_records_through(lang: &str) {
     let dir = tempfile::tempdir().unwrap();
     let project = new_project(lang, dir.path());
     passes_records_through(&build_project(&project));
+    // Nothing changed: the second build does not bundle again.
+    let again = std::process::Command::new(crate::harness::BIN)
+        .args(["processor", "build"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("up to date"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // A change to a source does.
+    let src = std::fs::read_dir(&project)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_stem().is_some_and(|s| s == "processor"))
+        .expect("the project's processor source");
+    let mut text = std::fs::read_to_string(&src).unwrap();
+    text.push('\n');
+    std::fs::write(&src, text).unwrap();
+    let rebuilt = std::process::Command::new(crate::harness::BIN)
+        .args(["processor", "build"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(rebuilt.status.success());
+    assert!(String::from_utf8_lossy(&rebuilt.stderr).contains("building"));
 }
 
 #[test]
