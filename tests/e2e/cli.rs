@@ -153,7 +153,7 @@ fn consume_follow_starts_at_the_end_and_reconnects_when_the_broker_restarts() {
     let url = env.server.url.clone();
     ok(&weir(&url, &["topic", "create", "f"], None));
     ok(&weir(&url, &["produce", "f", "before"], None));
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["consume", "f", "--follow", "--value-only", "-n", "2"])
         .env("WEIR_URL", &url)
         .stdout(Stdio::piped())
