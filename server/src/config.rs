@@ -125,7 +125,8 @@ pub struct Config {
     pub sse_heartbeat_ms: u64,
     /// Log bytes between two sparse index entries.
     pub index_interval_bytes: u32,
-    /// Preallocated size of an active segment's offset index.
+    /// Most bytes of an active segment's offset index (entries are written as they come; the
+    /// segment rolls when it is full).
     pub index_bytes_max: usize,
 }
 

@@ -173,8 +173,10 @@ impl WasmRuntime {
     /// Loads code written by [`CompiledModule::serialize`] with this engine's settings.
     /// `None` when the cache is missing, stale or from another wasmtime: compile instead.
     pub fn load_cached(&self, path: &Path) -> Option<CompiledModule> {
-        // SAFETY: only files this broker wrote with `Component::serialize` live in its module
-        // cache; wasmtime checks that they match this engine's version and settings.
+        // SAFETY: callers pass only files written by `Component::serialize` into a directory
+        // they own: the broker's module cache (`DATA/modules`), or the user's own compile cache
+        // of `weir processor test` (`~/.cache/weir/compiled`), as trusted as the user's binary.
+        // wasmtime checks that a file matches this engine's version and settings.
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize_file(&self.engine, path) }.ok()?;
         self.prepare(component).ok()
