@@ -592,3 +592,25 @@ async fn a_deleted_dead_letter_topic_is_not_brought_back_by_a_resume() {
     assert_eq!(view2["state"], "failed");
     assert!(view2["last_error"].as_str().unwrap().contains("dead-letter"), "{view2}");
 }
+
+#[test]
+fn the_cli_says_so_when_the_broker_refuses_an_upload_before_reading_it() {
+    let (env, _) = secured();
+    let url = env.server.url.clone();
+    let wasm = example("uppercase");
+    for token in [None, Some("weir_000000000000_0000")] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["processor", "deploy", "x", "--wasm"])
+            .arg(&wasm)
+            .args(["--input", "in", "--output", "out"])
+            .env("WEIR_URL", &url)
+            .env_remove("WEIR_TOKEN");
+        if let Some(t) = token {
+            cmd.env("WEIR_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "a refused deploy is a failure");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error"), "{err}");
+    }
+}

@@ -338,3 +338,174 @@ async fn processors_share_a_small_pool_and_memory_budget_by_taking_turns() {
         "{message}"
     );
 }
+
+/// `base` (a component) with `extra` more core modules, each defining one memory of `pages`
+/// 64 KiB pages and instantiated once: a component with many memories, built without tools.
+fn with_extra_memories(base: &[u8], extra: usize, pages: u32) -> Vec<u8> {
+    fn leb(mut n: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    // Core modules at the top level of `base` (section id 1), to number the new ones after.
+    let (mut pos, mut modules) = (8usize, 0u64);
+    while pos < base.len() {
+        let id = base[pos];
+        pos += 1;
+        let (mut size, mut shift) = (0u64, 0);
+        loop {
+            let b = base[pos];
+            pos += 1;
+            size |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        if id == 1 {
+            modules += 1;
+        }
+        pos += size as usize;
+    }
+    let mut out = base.to_vec();
+    for k in 0..extra as u64 {
+        let mut memory = vec![1u8, 0x00];
+        leb(u64::from(pages), &mut memory);
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        module.push(5);
+        leb(memory.len() as u64, &mut module);
+        module.extend(&memory);
+        out.push(1);
+        leb(module.len() as u64, &mut out);
+        out.extend(&module);
+        let mut instance = vec![1u8, 0x00];
+        leb(modules + k, &mut instance);
+        instance.push(0);
+        out.push(2);
+        leb(instance.len() as u64, &mut out);
+        out.extend(&instance);
+    }
+    out
+}
+
+async fn upload_bytes(api: &Api, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let resp = api
+        .http
+        .post(format!("{}/v1/modules", api.base))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_component_cannot_take_more_than_one_instances_share_of_memory_or_the_pool() {
+    let env = Env::start();
+    let identity = std::fs::read(crate::wasm::example("identity")).unwrap();
+    // Too many memories for one instance's share of the pool: refused at upload.
+    let (status, body) = upload_bytes(&env.api, with_extra_memories(&identity, 8, 1)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("memories"),
+        "{body}"
+    );
+    // Four memories are allowed, but their sizes count against one cap together.
+    let (status, body) = upload_bytes(&env.api, with_extra_memories(&identity, 3, 128)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    env.api.create_topic("in", 1).await;
+    env.api.create_topic("out", 1).await;
+    let spec =
+        json!({"module": id, "input": "in", "outputs": ["out"], "limits": {"memory_bytes_max": 16 * 1024 * 1024}});
+    assert_eq!(deploy(&env.api, "fat", spec).await.0, StatusCode::CREATED);
+    env.api.produce("in", json!([{"value": "x"}])).await;
+    let mut view = Value::Null;
+    for _ in 0..200 {
+        view = env.api.get("/v1/processors/fat").await.1;
+        if view["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        view["state"], "failed",
+        "three 8 MiB memories do not fit a 16 MiB cap: {view}"
+    );
+    assert!(view["last_error"].as_str().unwrap().contains("memory cap"), "{view}");
+    assert_eq!(count(&env.api, "out").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_processors_give_their_pool_slots_up_to_one_that_waits() {
+    // Four slots, four processors with long backlogs: a fifth one is still served.
+    let env = Env::with_config("[limits]\nguest_instances_max = 4\n");
+    let id = upload(&env.api, &example("identity")).await;
+    for i in 0..5 {
+        env.api.create_topic(&format!("in{i}"), 1).await;
+    }
+    env.api.create_topic("out", 1).await;
+    let backlog: Vec<_> = (0..5000).map(|i| json!({"value": format!("b{i}")})).collect();
+    for i in 0..4 {
+        for _ in 0..4 {
+            env.api.produce(&format!("in{i}"), json!(backlog)).await;
+        }
+        let spec = json!({"module": id, "input": format!("in{i}"), "outputs": ["out"], "batch_records_max": 1});
+        assert_eq!(deploy(&env.api, &format!("busy{i}"), spec).await.0, StatusCode::CREATED);
+    }
+    env.api.create_topic("late-out", 1).await;
+    let spec = json!({"module": id, "input": "in4", "outputs": ["late-out"]});
+    assert_eq!(deploy(&env.api, "late", spec).await.0, StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.api.produce("in4", json!([{"value": "me too"}])).await;
+    wait_for_records(&env.api, "late-out", 1).await;
+    // Served while the busy ones still had most of their backlog: not after it.
+    let mut behind = 0;
+    for i in 0..4 {
+        let (_, v) = env.api.get(&format!("/v1/processors/busy{i}")).await;
+        behind += v["lag"][0]["lag"].as_u64().unwrap();
+    }
+    assert!(
+        behind > 0,
+        "the busy processors were still busy when the late one answered"
+    );
+}
+
+#[tokio::test]
+async fn a_guest_cannot_log_a_line_larger_than_8_kib() {
+    let env = Env::start();
+    env.api.create_topic("in", 1).await;
+    env.api.create_topic("out", 1).await;
+    let id = upload(&env.api, &chaos()).await;
+    assert_eq!(
+        deploy(
+            &env.api,
+            "talker",
+            json!({"module": id, "input": "in", "outputs": ["out"]})
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    env.api
+        .produce("in", json!([{"value": format!("log:{}", "A".repeat(200_000))}]))
+        .await;
+    wait_for_records(&env.api, "out", 1).await;
+    let mut sse = crate::harness::SseStream::open(&env.api, "/v1/processors/talker/logs", None).await;
+    let mut longest = 0;
+    while let Some(ev) = sse.next(Duration::from_millis(500)).await {
+        longest = longest.max(ev.data.len());
+    }
+    assert!(
+        longest > 1000 && longest < 9 * 1024,
+        "the longest log event is {longest} bytes"
+    );
+}

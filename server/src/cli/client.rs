@@ -51,10 +51,22 @@ impl Client {
 
     /// Sends, and turns a non-2xx answer into an error carrying the server's code and message.
     pub async fn send(&self, req: RequestBuilder) -> anyhow::Result<Response> {
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the Weir server at {}", self.base))?;
+        let resp = req.send().await.map_err(|e| {
+            // The server answered early (no right, too large, overloaded) and closed the
+            // connection while the body was still going out: its answer is lost with it.
+            let refused = std::error::Error::source(&e).is_some_and(|s| {
+                let text = format!("{s:?}");
+                text.contains("BrokenPipe") || text.contains("ConnectionReset") || text.contains("BodyWrite")
+            });
+            if refused {
+                anyhow!(
+                    "the Weir server at {} closed the connection while the request body was being sent: it refused the request before reading it (the token's rights, a body over its size limit, or an overloaded broker); try a small request, or `weir token list` with the admin token to see the token's rights",
+                    self.base
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("cannot reach the Weir server at {}", self.base))
+            }
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }

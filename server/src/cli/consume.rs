@@ -43,14 +43,15 @@ impl Printer {
         if self.printed >= self.max {
             return Ok(false);
         }
-        if self.value_only {
+        let written = if self.value_only {
             match &record["value"] {
-                Value::String(s) => writeln!(self.out, "{s}")?,
-                _ => writeln!(self.out, "{}", record["value_b64"].as_str().unwrap_or(""))?,
+                Value::String(s) => writeln!(self.out, "{s}"),
+                _ => writeln!(self.out, "{}", record["value_b64"].as_str().unwrap_or("")),
             }
         } else {
-            writeln!(self.out, "{record}")?;
-        }
+            writeln!(self.out, "{record}")
+        };
+        written.map_err(super::stdout_error)?;
         self.printed += 1;
         Ok(self.printed < self.max)
     }
@@ -101,7 +102,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    printer.out.flush()?;
+    printer.out.flush().map_err(super::stdout_error)?;
     Ok(())
 }
 
@@ -137,7 +138,7 @@ async fn follow(client: &Client, args: &ConsumeArgs, printer: &mut Printer) -> a
                 if let Some(id) = id {
                     last_id = Some(id.to_owned());
                 }
-                printer.out.flush()?;
+                printer.out.flush().map_err(super::stdout_error)?;
                 Ok(true)
             })
             .await;

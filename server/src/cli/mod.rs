@@ -83,6 +83,21 @@ enum Command {
     },
 }
 
+/// Standard output was closed by its reader (a pipe into `head`): the command ends quietly.
+/// Only writes to stdout become this; a server closing a connection is a real error.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct OutputClosed;
+
+/// `Err(OutputClosed)` for a broken pipe on stdout, else the error as it is.
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        OutputClosed.into()
+    } else {
+        e.into()
+    }
+}
+
 /// Entry point of the `weir` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -106,15 +121,8 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // The reader went away (`weir consume ... | head -3`): nothing to say.
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
-            ExitCode::SUCCESS
-        }
+        // The reader of our output went away (`weir consume ... | head -3`): nothing to say.
+        Err(e) if e.downcast_ref::<OutputClosed>().is_some() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -104,14 +104,18 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         }
     });
     let mut batch = Vec::with_capacity(args.batch);
-    let mut sent = 0u64;
+    let (mut sent, mut line_no) = (0u64, 0u64);
     loop {
         let line = rx.recv().await;
         let done = line.is_none();
         if let Some(line) = line {
             let line = line.context("cannot read standard input")?;
+            line_no += 1;
             if !line.is_empty() {
-                batch.push(args.record(&line)?);
+                batch.push(
+                    args.record(&line)
+                        .with_context(|| format!("line {line_no} of standard input"))?,
+                );
             }
         }
         if (done && !batch.is_empty()) || batch.len() >= args.batch.max(1) || (rx.is_empty() && !batch.is_empty()) {

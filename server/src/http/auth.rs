@@ -28,6 +28,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 }
 
 fn principal_of(state: &AppState, req: &Request) -> Result<Principal, ApiError> {
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return Err(ApiError::InvalidRequest(
+            "the request has more than one Host header (RFC 9112 allows one)".into(),
+        ));
+    }
     if PUBLIC_PATHS.contains(&req.uri().path()) && req.method() == Method::GET {
         return Ok(Principal::Admin);
     }
@@ -196,8 +201,8 @@ fn check_content_type(req: &Request) -> Result<(), ApiError> {
     };
     if simple {
         return Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type {} is refused on requests that change state: any web page can make a browser send it. \\
-             Send application/json (curl: --json '...' or -H 'Content-Type: application/json'), \\
+            "Content-Type {} is refused on requests that change state: any web page can make a browser send it. \
+             Send application/json (curl: --json '...' or -H 'Content-Type: application/json'), \
              application/x-ndjson, or application/wasm for modules",
             content_type.as_deref().unwrap_or("(none)")
         )));

@@ -101,7 +101,8 @@ async fn healthz() -> impl IntoResponse {
         openapi::CommonErrors))]
 async fn metrics(State(state): State<AppState>, principal: Principal) -> Result<impl IntoResponse, ApiError> {
     principal.require(Resource::Metrics, "*", Action::Read)?;
-    let processors = processor_metrics::render(&state.processors.list());
+    let pool = state.processors.modules().runtime().pool();
+    let processors = processor_metrics::render(&state.processors.list(), pool);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.encode_with(&processors),

@@ -5,9 +5,36 @@ use std::fmt::Write;
 
 use crate::processor::{ProcessorView, State};
 
-/// The processor metric families, in the text exposition format.
-pub fn render(views: &[ProcessorView]) -> String {
+/// The processor metric families, in the text exposition format, and the guest pool's.
+pub fn render(views: &[ProcessorView], pool: &crate::wasm::pool::InstancePool) -> String {
     let mut out = String::new();
+    let (live, reserved, budget) = pool.usage();
+    for (name, help, value) in [
+        (
+            "weir_guest_instances_live",
+            "Guest instances alive now (each holds a pool slot).",
+            live as u64,
+        ),
+        (
+            "weir_guest_memory_reserved_bytes",
+            "Memory caps of the live guest instances, together.",
+            reserved,
+        ),
+        (
+            "weir_guest_memory_budget_bytes",
+            "What the memory caps of live instances may add up to.",
+            budget,
+        ),
+        (
+            "weir_guest_instances_waiting",
+            "Partitions waiting for room in the guest pool.",
+            pool.waiting() as u64,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
     let counter = |out: &mut String, name: &str, help: &str, get: &dyn Fn(&ProcessorView) -> u64| {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} counter");
@@ -38,6 +65,12 @@ pub fn render(views: &[ProcessorView]) -> String {
         "weir_processor_dead_lettered",
         "Failed records written to the dead-letter topic.",
         &|v| v.dead_lettered,
+    );
+    counter(
+        &mut out,
+        "weir_processor_skipped",
+        "Failed records dropped (on_error skip).",
+        &|v| v.skipped,
     );
     counter(
         &mut out,

@@ -36,7 +36,12 @@ pub async fn deploy(
     )
     .map_err(ProcessorError::InvalidSpec)?;
     require_topics(&state, &principal, &name, &spec)?;
-    let created = state.processors.deploy(&name, spec).await?;
+    let deployer = match &principal {
+        Principal::Admin => "admin".to_owned(),
+        Principal::Token { id, .. } => format!("token:{id}"),
+        Principal::Ticket { .. } => "ticket".to_owned(),
+    };
+    let created = state.processors.deploy(&name, spec, Some(deployer)).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(state.processors.view(&name)?)))
 }

@@ -38,7 +38,7 @@ pub async fn create(
     principal.require_admin()?;
     let body = super::guard::read_body(&state, body, super::guard::BodyKind::Api).await?;
     let req: CreateToken = super::extract::json_body(&body.bytes, r#"{"name":"ci","rights":["topic:orders*:write"]}"#)
-        .map_err(ApiError::InvalidRequest)?;
+        .map_err(|e| ApiError::Auth(crate::auth::AuthError::Invalid(e)))?;
     let auth = state.auth.clone();
     let (token, info) = tokio::task::spawn_blocking(move || auth.create_token(&req.name, req.rights))
         .await

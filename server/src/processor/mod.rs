@@ -88,6 +88,8 @@ pub struct ProcessorView {
     pub call_latency_ms: Latency,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Who deployed it last: `admin` or `token:ID`.
+    pub deployed_by: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -167,7 +169,7 @@ impl Processors {
             let stored: Stored = serde_json::from_slice(&text)
                 .map_err(|e| ProcessorError::Corrupt(format!("{}: {e}", path.display())))?;
             let (slot, mut running) = this.owner(&name, true).await?;
-            let status = Arc::new(Status::new(stored.paused));
+            let status = Arc::new(Status::new(&name, stored.paused));
             let (r, p) = this.start(&name, &stored, status, false).await;
             *running = r;
             slot.publish(Some(p));
@@ -214,7 +216,12 @@ impl Processors {
     /// Creates or redeploys `name`. A redeploy keeps committed offsets (for the same input
     /// topic incarnation). Returns whether it was created. Every check runs before the running
     /// processor is touched: an error leaves it as it was.
-    pub async fn deploy(&self, name: &str, spec: ProcessorSpec) -> Result<bool, ProcessorError> {
+    pub async fn deploy(
+        &self,
+        name: &str,
+        spec: ProcessorSpec,
+        deployed_by: Option<String>,
+    ) -> Result<bool, ProcessorError> {
         crate::topic::spec::validate_name(name).map_err(ProcessorError::InvalidName)?;
         spec.validate().map_err(ProcessorError::InvalidSpec)?;
         let _gate = self.0.modules_gate.read().await;
@@ -235,6 +242,7 @@ impl Processors {
             paused: old.as_ref().is_some_and(|p| p.stored.paused),
             created_ms: old.as_ref().map_or(now, |p| p.stored.created_ms),
             updated_ms: now,
+            deployed_by,
         };
         if let Err(e) = self.save(name, &stored).await {
             // Nothing was written: the old deployment (if any) runs again as it was.
@@ -247,7 +255,7 @@ impl Processors {
             }
             return Err(e);
         }
-        let status = Arc::new(Status::new(stored.paused));
+        let status = Arc::new(Status::new(name, stored.paused));
         let (r, p) = self.start(name, &stored, status, true).await;
         *running = r;
         slot.publish(Some(p));
@@ -318,6 +326,7 @@ impl Processors {
             call_latency_ms: Latency { p50, p99, max },
             created_ms: d.stored.created_ms,
             updated_ms: d.stored.updated_ms,
+            deployed_by: d.stored.deployed_by.clone(),
         }
     }
 

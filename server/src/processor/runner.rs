@@ -30,6 +30,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long an instance stays after its input went quiet, unless someone waits for room in the
 /// pool (then it goes at once). Keeping it saves re-instantiating on a steady trickle.
 const INSTANCE_IDLE: Duration = Duration::from_secs(10);
+/// How long a busy partition keeps its instance while others wait for room: then, after its
+/// batch, it gives it up and queues behind them, so a busy processor cannot hold a slot forever.
+const INSTANCE_SLICE: Duration = Duration::from_secs(1);
 
 /// Everything a partition task needs, shared.
 pub struct Ctx {
@@ -399,9 +402,12 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
     };
     gauges.committed.store(next, Ordering::Relaxed);
     let mut guest: Option<Guest> = None;
+    // When the instance was made: a busy partition gives it up after a slice if others wait.
+    let mut held_since = Instant::now();
     let mut trap_streak = 0u32;
     let mut hw_changes = partition.watch();
     let mut paused = ctx.paused.clone();
+    let mut arrivals = ctx.runtime.pool().arrivals();
     loop {
         if ctx.stop.is_cancelled() {
             break;
@@ -437,7 +443,19 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
                     std::future::pending::<()>().await;
                 }
             };
+            arrivals.borrow_and_update();
+            let someone_waits = async {
+                if holds_instance {
+                    let _ = arrivals.changed().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
+                () = someone_waits => {
+                    guest = None;
+                    gauges.memory_bytes.store(0, Ordering::Relaxed);
+                }
                 r = hw_changes.changed() => { if r.is_err() { break } }
                 _ = paused.changed() => {}
                 () = ctx.stop.cancelled() => break,
@@ -462,12 +480,16 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
         };
         // Stopping (pause, redeploy, delete, shutdown) drops the call at the guest's next
         // epoch tick; the batch is not committed and runs again on the next start.
+        let had_instance = guest.is_some();
         let outcome = tokio::select! {
             biased;
             () = ctx.stop.cancelled() => None,
             _ = paused.changed() => Some(None),
             r = ctx.process(id, &mut guest, &bytes, next) => Some(Some(r)),
         };
+        if !had_instance && guest.is_some() {
+            held_since = Instant::now();
+        }
         let processed = match outcome {
             None => break,
             Some(None) => {
@@ -513,6 +535,12 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             ctx.status.set_state(State::Failed);
             ctx.stop.cancel();
             break;
+        }
+        // Others wait for room and this partition has had its slice: give the instance up and
+        // queue behind them for the next batch.
+        if guest.is_some() && held_since.elapsed() >= INSTANCE_SLICE && ctx.runtime.pool().has_waiters() {
+            guest = None;
+            gauges.memory_bytes.store(0, Ordering::Relaxed);
         }
         if traps > 0 {
             trap_streak += 1;

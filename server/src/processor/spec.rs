@@ -153,4 +153,8 @@ pub struct Stored {
     pub paused: bool,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Who deployed it last (`admin` or `token:ID`): the rights it was checked against. A
+    /// processor keeps running when that token is revoked; delete it to stop it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_by: Option<String>,
 }

@@ -201,8 +201,10 @@ impl Processors {
             .await
             .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?;
         made?;
-        let pool_slots = self.0.modules.runtime().config().instances_max as usize;
-        let share = input.partitions.len().min((pool_slots / 4).max(1));
+        let share = input
+            .partitions
+            .len()
+            .min(self.0.modules.runtime().pool().share(spec.limits.memory_bytes_max));
         Ok(Arc::new(runner::Ctx {
             share: Arc::new(tokio::sync::Semaphore::new(share)),
             name: name.to_owned(),

@@ -14,6 +14,8 @@ use crate::wasm::Level;
 /// bytes: 10,000 chatty processors keep at most 640 MB of log, not unbounded.
 const LOG_LINES_KEPT: usize = 1000;
 const LOG_BYTES_KEPT: usize = 64 * 1024;
+/// Longest log line kept: a guest may log a line as large as its memory.
+const LOG_LINE_BYTES_MAX: usize = 8 * 1024;
 /// Lines a live subscriber may fall behind before it is told it skipped some. The channel is
 /// made only when someone follows the logs: its slots are allocated up front.
 const LOG_LINES_IN_FLIGHT: usize = 256;
@@ -47,6 +49,8 @@ pub fn level_name(level: Level) -> &'static str {
 
 /// Live counters of one processor, shared by its partition runners.
 pub struct Status {
+    /// The processor's name, for the broker's own log.
+    name: String,
     pub records_in: AtomicU64,
     pub records_out: AtomicU64,
     pub errors: AtomicU64,
@@ -62,8 +66,9 @@ pub struct Status {
 }
 
 impl Status {
-    pub fn new(paused: bool) -> Self {
+    pub fn new(name: &str, paused: bool) -> Self {
         Self {
+            name: name.to_owned(),
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -100,6 +105,9 @@ impl Status {
     pub fn set_error(&self, message: String, fail: bool) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if fail {
+            if s.0 != State::Failed {
+                tracing::warn!(processor = %self.name, error = %message, "processor failed");
+            }
             s.0 = State::Failed;
         }
         s.1 = Some(message);
@@ -120,7 +128,16 @@ impl Status {
         )
     }
 
-    pub fn log(&self, level: &'static str, partition: Option<u32>, message: String) {
+    pub fn log(&self, level: &'static str, partition: Option<u32>, mut message: String) {
+        if message.len() > LOG_LINE_BYTES_MAX {
+            let cut = message.len() - LOG_LINE_BYTES_MAX;
+            let mut end = LOG_LINE_BYTES_MAX;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str(&format!(" ... ({cut} more bytes cut)"));
+        }
         let line = LogLine {
             timestamp: crate::topic::now_ms(),
             level,

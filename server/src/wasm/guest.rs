@@ -110,6 +110,10 @@ pub struct GuestState {
     ticks_left: u64,
     /// Epoch ticks the current call has run through.
     ticks_run: u64,
+    /// When the current call must end whatever it ran: `WALL_FACTOR` times its deadline. A call
+    /// throttled among many runaways would otherwise hold its instance (and pool slot) for
+    /// many times its deadline.
+    wall_deadline: std::time::Instant,
     /// Length of an epoch tick, to sleep one.
     tick: std::time::Duration,
     /// The broker's permits for long calls, and the one this call holds for its current tick.
@@ -124,6 +128,8 @@ pub struct GuestState {
 /// half of `long_calls_max` cores, however many there are, and the rest of the machine stays
 /// with the healthy guests and the broker.
 const FULL_SPEED_TICKS: u64 = 5;
+/// A call's wall-clock limit, in multiples of its `deadline_ms` of running time.
+const WALL_FACTOR: u32 = 4;
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -159,15 +165,18 @@ struct Limiter {
 const TABLE_ELEMENTS_MAX: usize = 1_000_000;
 
 impl ResourceLimiter for Limiter {
+    /// The cap is on all of the instance's memories together: a component with several
+    /// memories must not get the cap once per memory.
     fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes_max {
+        let total = self.memory_bytes + desired.saturating_sub(current);
+        if total > self.memory_bytes_max {
             self.denied = Some(format!(
-                "memory cap reached: the guest asked for {desired} bytes, the cap is {} (memory_bytes_max)",
+                "memory cap reached: the guest asked for {total} bytes in all, the cap is {} (memory_bytes_max)",
                 self.memory_bytes_max
             ));
             return Ok(false);
         }
-        self.memory_bytes += desired.saturating_sub(current);
+        self.memory_bytes = total;
         Ok(true)
     }
 
@@ -217,6 +226,7 @@ impl Guest {
             log,
             ticks_left: 0,
             ticks_run: 0,
+            wall_deadline: std::time::Instant::now(),
             tick: std::time::Duration::from_millis(runtime.epoch_tick_ms()),
             long_calls: runtime.long_calls(),
             permit: Arc::default(),
@@ -227,7 +237,7 @@ impl Guest {
         // yield to the executor so other guests and tasks get the thread, and go on.
         store.epoch_deadline_callback(|mut cx| {
             let s = cx.data_mut();
-            if s.ticks_left == 0 {
+            if s.ticks_left == 0 || std::time::Instant::now() >= s.wall_deadline {
                 return Ok(UpdateDeadline::Interrupt);
             }
             s.ticks_left -= 1;
@@ -377,6 +387,7 @@ fn arm(store: &mut Store<GuestState>, deadline_ms: u64, tick_ms: u64) {
     let s = store.data_mut();
     s.ticks_left = deadline_ms.div_ceil(tick_ms).max(1);
     s.ticks_run = 0;
+    s.wall_deadline = std::time::Instant::now() + std::time::Duration::from_millis(deadline_ms.max(250)) * WALL_FACTOR;
     // A permit left by the previous call (it ended mid-tick) goes back.
     drop(s.permit.lock().unwrap_or_else(|e| e.into_inner()).take());
     s.limiter.denied = None;

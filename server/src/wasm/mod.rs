@@ -97,16 +97,21 @@ pub struct WasmRuntime {
 impl WasmRuntime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(config.instances_max)
-            .total_core_instances(config.instances_max * 16)
-            .total_memories(config.instances_max * 4)
-            .total_tables(config.instances_max * 8)
+        // Every live instance holds one slot (the pool in `pool.rs` hands them out), and a
+        // component may need at most one slot's share of each resource (checked at upload):
+        // so wasmtime's totals are never reached, whatever the components.
+        let n = config.instances_max;
+        pool.total_component_instances(n)
+            .total_core_instances(n * module::CORE_INSTANCES_PER_INSTANCE)
+            .total_memories(n * module::MEMORIES_PER_INSTANCE)
+            .total_tables(n * module::TABLES_PER_INSTANCE)
+            .max_core_instances_per_component(module::CORE_INSTANCES_PER_INSTANCE)
+            .max_memories_per_component(module::MEMORIES_PER_INSTANCE)
+            .max_tables_per_component(module::TABLES_PER_INSTANCE)
             .max_memory_size(config.memory_bytes_max)
             .table_elements(1_000_000)
             .max_core_instance_size(8 * 1024 * 1024)
-            .max_component_instance_size(8 * 1024 * 1024)
-            .max_memories_per_component(16)
-            .max_tables_per_component(64);
+            .max_component_instance_size(8 * 1024 * 1024);
         let mut c = Config::new();
         c.epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -167,6 +172,7 @@ impl WasmRuntime {
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledModule, ModuleError> {
         sniff(bytes)?;
         let component = Component::new(&self.engine, bytes).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        module::check_size(bytes, &component)?;
         self.prepare(component)
     }
 

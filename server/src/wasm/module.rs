@@ -51,6 +51,45 @@ pub enum ModuleError {
         "the component needs an import the broker does not provide: {0}. Processors may import only weir:processor/host and WASI"
     )]
     UnsupportedImport(String),
+    #[error(
+        "the component has {count} {what}; a processor instance may have at most {max} (each instance's share of the broker's pool)"
+    )]
+    TooBig { what: &'static str, count: u32, max: u32 },
+}
+
+/// What one instance of a component takes from the pool, beyond its linear memory: every
+/// instance gets the same share of wasmtime's pool, so no component may need more (a Python
+/// component, the largest known, has 14 core instances, 2 memories and 2 tables).
+pub const CORE_INSTANCES_PER_INSTANCE: u32 = 32;
+pub const MEMORIES_PER_INSTANCE: u32 = 4;
+pub const TABLES_PER_INSTANCE: u32 = 8;
+
+/// Refuses a component that would take more than its share of the pool: counted from the
+/// bytes (core module instantiations, nested components included) and from what wasmtime says
+/// its static instantiations define (memories, tables).
+pub fn check_size(bytes: &[u8], component: &Component) -> Result<(), ModuleError> {
+    let mut instantiations = 0u32;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let Ok(wasmparser::Payload::InstanceSection(reader)) = payload {
+            for instance in reader.into_iter().flatten() {
+                if matches!(instance, wasmparser::Instance::Instantiate { .. }) {
+                    instantiations += 1;
+                }
+            }
+        }
+    }
+    let needs = component.resources_required();
+    let (memories, tables) = needs.map_or((u32::MAX, u32::MAX), |r| (r.num_memories, r.num_tables));
+    for (what, count, max) in [
+        ("core module instances", instantiations, CORE_INSTANCES_PER_INSTANCE),
+        ("memories", memories, MEMORIES_PER_INSTANCE),
+        ("tables", tables, TABLES_PER_INSTANCE),
+    ] {
+        if count > max {
+            return Err(ModuleError::TooBig { what, count, max });
+        }
+    }
+    Ok(())
 }
 
 /// Looks at the header bytes: not wasm, a core module, or (probably) a component.

@@ -23,6 +23,8 @@ pub struct InstancePool {
     memory_total_bytes: u64,
     slots_total: usize,
     waiting: AtomicUsize,
+    /// Bumped whenever someone starts waiting: idle holders give their instance up at once.
+    arrivals: tokio::sync::watch::Sender<u64>,
 }
 
 /// A live instance's slot and memory; dropped with the instance.
@@ -50,7 +52,13 @@ impl InstancePool {
             memory_total_bytes,
             slots_total: slots,
             waiting: AtomicUsize::new(0),
+            arrivals: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A receiver that changes whenever someone starts waiting for room.
+    pub fn arrivals(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.arrivals.subscribe()
     }
 
     fn mib(memory_bytes: usize) -> u32 {
@@ -60,12 +68,17 @@ impl InstancePool {
     /// Waits for a slot and `memory_bytes` of the budget (and first for a permit of `share`,
     /// the processor's own limit, if given).
     pub async fn acquire(&self, memory_bytes: usize, share: Option<Arc<Semaphore>>) -> InstancePermit {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiting);
+        // The processor's own limit first: waiting behind one's own share is not waiting for
+        // the pool, and must not make others give up their instances.
         let share = match share {
             Some(s) => s.acquire_owned().await.ok(),
             None => None,
         };
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        if self.slots.available_permits() == 0 || self.memory.available_permits() < Self::mib(memory_bytes) as usize {
+            self.arrivals.send_modify(|n| *n = n.wrapping_add(1));
+        }
         let memory = Arc::clone(&self.memory)
             .acquire_many_owned(Self::mib(memory_bytes))
             .await
@@ -81,9 +94,21 @@ impl InstancePool {
         }
     }
 
+    /// Partitions waiting for room now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
     /// Whether someone waits for room: an idle instance should make way.
     pub fn has_waiters(&self) -> bool {
         self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// How many instances of `memory_bytes` one processor may hold at once: a quarter of the
+    /// slots and of the memory budget (at least one), so no processor takes the whole pool.
+    pub fn share(&self, memory_bytes: usize) -> usize {
+        let by_memory = (self.memory_total_bytes / 4) / (u64::from(Self::mib(memory_bytes)) * MIB);
+        (self.slots_total / 4).min(by_memory as usize).max(1)
     }
 
     /// Whether an instance with this cap could ever be live.
