@@ -126,6 +126,15 @@ const SHAPE: &str = "a record is {\"key\":..., \"value\":..., \"headers\":{...},
 
 /// Parses `{"records":[...]}`.
 pub fn parse_json(body: &[u8], max: usize) -> Result<Vec<Parsed>, ApiError> {
+    // One pass over a good body; a bad one is read again, element by element, to say which
+    // record is wrong and where.
+    match parse_json_with(body, max, true) {
+        Ok(out) => Ok(out),
+        Err(_) => parse_json_with(body, max, false),
+    }
+}
+
+fn parse_json_with(body: &[u8], max: usize, direct: bool) -> Result<Vec<Parsed>, ApiError> {
     let mut out = Vec::new();
     let mut failure = None;
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -133,6 +142,7 @@ pub fn parse_json(body: &[u8], max: usize) -> Result<Vec<Parsed>, ApiError> {
         out: &mut out,
         max,
         failure: &mut failure,
+        direct,
     }
     .deserialize(&mut de)
     .and_then(|()| de.end());
@@ -176,7 +186,18 @@ pub fn parse_ndjson(body: &[u8], max: usize) -> Result<Vec<Parsed>, ApiError> {
 /// what is wrong (`weir processor test` reads its input with this too).
 pub fn parse_record(bytes: &[u8]) -> Result<Parsed, String> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let rec: RecordIn<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| format!("{e}; {SHAPE}"))?;
+    // The fast path, for good records: no path tracking.
+    let rec = match RecordIn::deserialize(&mut de) {
+        Ok(rec) => rec,
+        Err(_) => {
+            // Parse again to say where the problem is.
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            return Err(match serde_path_to_error::deserialize::<_, RecordIn<'_>>(&mut de) {
+                Err(e) => format!("{e}; {SHAPE}"),
+                Ok(_) => format!("the record is malformed; {SHAPE}"),
+            });
+        }
+    };
     de.end()
         .map_err(|e| format!("more follows the record object ({e}); send one record object per line"))?;
     convert(rec)
@@ -186,6 +207,9 @@ struct BodySeed<'o> {
     out: &'o mut Vec<Parsed>,
     max: usize,
     failure: &'o mut Option<ApiError>,
+    /// Records straight from the body (fast), or each element as its own text (to name the
+    /// field that is wrong).
+    direct: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
@@ -218,6 +242,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                 max: self.max,
                 failure: &mut *self.failure,
                 headers: &mut headers,
+                direct: self.direct,
             })?;
         }
         if !seen {
@@ -233,6 +258,7 @@ struct RecordsSeed<'o> {
     failure: &'o mut Option<ApiError>,
     /// Headers of the records so far: a request has at most `max` of them too.
     headers: &'o mut usize,
+    direct: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
@@ -253,14 +279,22 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         loop {
             let index = self.out.len();
-            let Some(raw) = seq.next_element::<&'de RawValue>()? else {
-                return Ok(());
+            let parsed = if self.direct {
+                let Some(rec) = seq.next_element::<RecordIn<'de>>()? else {
+                    return Ok(());
+                };
+                convert(rec)
+            } else {
+                let Some(raw) = seq.next_element::<&'de RawValue>()? else {
+                    return Ok(());
+                };
+                parse_record(raw.get().as_bytes())
             };
             if index >= self.max {
                 *self.failure = Some(ApiError::TooManyRecords { limit: self.max });
                 return Err(de::Error::custom("too many records"));
             }
-            match parse_record(raw.get().as_bytes()) {
+            match parsed {
                 Ok(p) if *self.headers + p.record.headers.len() > self.max => {
                     *self.failure = Some(ApiError::TooManyRecords { limit: self.max });
                     return Err(de::Error::custom("too many headers"));
