@@ -509,3 +509,62 @@ async fn a_guest_cannot_log_a_line_larger_than_8_kib() {
         "the longest log event is {longest} bytes"
     );
 }
+
+#[tokio::test]
+async fn a_module_in_use_cannot_be_deleted_an_unused_one_can_and_uploads_respect_a_quota() {
+    let env = Env::with_config("[limits]\nmodules_bytes_max = 5000000\n");
+    let id = upload(&env.api, &example("uppercase")).await;
+    env.api.create_topic("in", 1).await;
+    env.api.create_topic("out", 1).await;
+    assert_eq!(
+        deploy(&env.api, "p", json!({"module": id, "input": "in", "outputs": ["out"]}))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let (status, body) = env.api.call(Method::DELETE, &format!("/v1/modules/{id}"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "module_in_use");
+    assert!(body["error"]["message"].as_str().unwrap().contains('p'));
+    // The quota counts the upload and its compiled code: a second module does not fit.
+    let (_, list) = env.api.get("/v1/modules").await;
+    let stored = list["modules"][0]["stored_bytes"].as_u64().unwrap();
+    assert!(
+        stored > 2_500_000,
+        "both the upload and its compiled code are counted: {stored}"
+    );
+    let bytes = std::fs::read(example("filter")).unwrap();
+    let resp = env
+        .api
+        .http
+        .post(format!("{}/v1/modules", env.api.base))
+        .header("content-type", "application/wasm")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "module_quota_exceeded", "{body}");
+    // Free the first one and the second fits.
+    assert_eq!(
+        env.api.call(Method::DELETE, "/v1/processors/p", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _) = env.api.call(Method::DELETE, &format!("/v1/modules/{id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, list) = env.api.get("/v1/modules").await;
+    assert_eq!(list["modules"], json!([]));
+    let resp = env
+        .api
+        .http
+        .post(format!("{}/v1/modules", env.api.base))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, _) = env.api.call(Method::DELETE, &format!("/v1/modules/{id}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a deleted module is gone");
+}
