@@ -99,7 +99,7 @@ impl Server {
     pub fn client(&self) -> Api {
         Api {
             base: self.url.clone(),
-            http: reqwest::Client::new(),
+            http: http_client(reqwest::header::HeaderMap::new()),
         }
     }
 }
@@ -171,6 +171,19 @@ impl Env {
     }
 }
 
+/// A client whose pooled connections are dropped after 5 s idle, before the broker closes
+/// them (it closes a kept-alive connection that sends nothing for `header_read_timeout`,
+/// 10 s). A test that blocks its runtime (building the examples takes half a minute on a cold
+/// cache) cannot see the broker's close meanwhile, and would otherwise send its next request
+/// into a closed socket.
+fn http_client(headers: reqwest::header::HeaderMap) -> reqwest::Client {
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("a client")
+}
+
 /// JSON helpers over reqwest that return status and body.
 #[derive(Clone)]
 pub struct Api {
@@ -188,10 +201,7 @@ impl Api {
         );
         Api {
             base: self.base.clone(),
-            http: reqwest::Client::builder()
-                .default_headers(headers)
-                .build()
-                .expect("a client"),
+            http: http_client(headers),
         }
     }
 
