@@ -7,7 +7,8 @@
 //! - [`auth`]: tokens, rights and SSE tickets; the front ends ask it who a request is.
 //! - [`processor`]: module store, deployments, runners (read, call the guest, append, commit).
 //! - [`topic`]: the `Topics` handle, partitions, the group-commit writers, metadata on disk.
-//! - [`log`]: one partition's segments, batch codec, indexes, recovery, retention.
+//! - [`log`]: one partition's segments, batch codec, indexes, recovery, retention, transactions.
+//! - [`record`]: the record types every layer shares.
 //! - [`wasm`]: the WebAssembly runtime: engine, validation, compile cache, guest instances.
 //! - [`config`] and [`metrics`]: settings and Prometheus counters, passed down explicitly.
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod processor;
+pub mod record;
 pub mod server;
 pub mod topic;
 pub mod wasm;

@@ -614,3 +614,57 @@ fn the_cli_says_so_when_the_broker_refuses_an_upload_before_reading_it() {
         assert!(err.contains("error"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn an_operator_pauses_and_resumes_but_cannot_deploy_and_an_uploader_manages_only_modules() {
+    let (env, admin) = secured();
+    admin.create_topic("in", 1).await;
+    admin.create_topic("out", 1).await;
+    let id = upload(&admin, &example("uppercase")).await;
+    let spec = json!({"module": id, "input": "in", "outputs": ["out"], "on_error": "skip"});
+    assert_eq!(deploy(&admin, "etl-a", spec.clone()).await.0, StatusCode::CREATED);
+    assert_eq!(deploy(&admin, "other", spec.clone()).await.0, StatusCode::CREATED);
+
+    let operator = env.api.with_token(&token(&admin, &["processor:etl-*:operate"]).await.0);
+    let (status, body) = operator.call(Method::POST, "/v1/processors/etl-a/pause", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "paused");
+    let (status, body) = operator.call(Method::POST, "/v1/processors/etl-a/resume", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        operator.get("/v1/processors/etl-a").await.0,
+        StatusCode::OK,
+        "operate reads"
+    );
+    let (status, _) = operator.call(Method::POST, "/v1/processors/other/pause", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only the processors the pattern names");
+    assert_eq!(
+        deploy(&operator, "etl-a", spec.clone()).await.0,
+        StatusCode::FORBIDDEN,
+        "operating is not deploying"
+    );
+    assert_eq!(
+        operator.call(Method::DELETE, "/v1/processors/etl-a", None).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    let uploader = env.api.with_token(&token(&admin, &["module:*:upload"]).await.0);
+    let id2 = upload(&uploader, &example("split")).await;
+    let (status, list) = uploader.get("/v1/modules").await;
+    assert_eq!(status, StatusCode::OK, "upload reads the list");
+    assert!(list.to_string().contains(&id2), "{list}");
+    assert_eq!(
+        uploader
+            .call(Method::DELETE, &format!("/v1/modules/{id2}"), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        deploy(&uploader, "etl-b", spec).await.0,
+        StatusCode::FORBIDDEN,
+        "uploading is not deploying"
+    );
+    assert_eq!(uploader.get("/v1/topics/in").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(admin.get("/v1/processors/etl-a").await.1["state"], "running");
+}

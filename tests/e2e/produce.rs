@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::harness::Env;
 
 #[tokio::test]
-async fn string_values_are_stored_as_text_and_other_json_compact() {
+async fn string_values_are_stored_as_text_other_json_compact_and_null_as_a_tombstone() {
     let env = Env::start();
     env.api.create_topic("t", 1).await;
     let offsets = env
@@ -34,7 +34,12 @@ async fn string_values_are_stored_as_text_and_other_json_compact() {
         "append time is set when none is given"
     );
     assert_eq!(records[2]["value"], "42");
-    assert_eq!(records[3]["value"], "null");
+    assert_eq!(
+        records[3]["value"],
+        json!(null),
+        "a null value is a tombstone, read back as null"
+    );
+    assert!(records[3].get("value_b64").is_none());
 }
 
 #[tokio::test]

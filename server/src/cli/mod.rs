@@ -119,6 +119,9 @@ pub fn main() -> ExitCode {
             Command::Processor { server, command } => processor::run(&server.client()?, command).await,
         }
     });
+    // Everything that had to finish did (a server flushed and marked its stop clean): don't
+    // wait for blocking work still queued, such as a guest stuck in a long call.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`weir consume ... | head -3`): nothing to say.

@@ -369,7 +369,7 @@ fn bytes_json(out: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
 fn record_json(r: &NewRecord, output: Option<u32>, input_offset: u64) -> Value {
     let mut m = Map::new();
     bytes_json(&mut m, "key", r.key.as_deref());
-    bytes_json(&mut m, "value", Some(&r.value));
+    bytes_json(&mut m, "value", r.value.as_deref());
     let headers: Map<String, Value> = r
         .headers
         .iter()
@@ -450,7 +450,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
                 offset: base + i as u64,
                 timestamp: r.timestamp.unwrap_or(now),
                 key: r.key.as_deref(),
-                value: &r.value,
+                value: r.value_bytes(),
                 headers: h,
             })
             .collect();

@@ -130,6 +130,7 @@ fn topic_status(e: &TopicError) -> (StatusCode, &'static str) {
         TopicError::Log(e) if e.is_disk_full() => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
         TopicError::StorageFailed { .. } | TopicError::Log(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
         TopicError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        TopicError::Fenced { .. } => (StatusCode::CONFLICT, "producer_fenced"),
         TopicError::Exhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::records::{Encoding, write_records};
 use super::{ApiError, ApiPath, AppState};
 use crate::auth::{Action, Principal, Resource};
-use crate::topic::{Partition, Topic};
+use crate::topic::{Isolation, Partition, Topic};
 
 /// Records a fetch returns when it names no `max_records`.
 const FETCH_RECORDS_DEFAULT: usize = 1000;
@@ -34,6 +34,9 @@ pub struct FetchQuery {
     wait_ms: Option<u64>,
     /// `auto` (text when UTF-8, else `*_b64`) or `base64`.
     encoding: Option<String>,
+    /// `read_committed` (default: records of committed transactions and records outside
+    /// transactions) or `read_uncommitted` (also open and aborted transactions).
+    isolation: Option<String>,
 }
 
 /// One stored record as fetch answers and SSE events carry it.
@@ -61,20 +64,33 @@ pub struct FetchAnswer {
     /// The offset to fetch next.
     next_offset: u64,
     high_watermark: u64,
+    /// One past the last record of a committed transaction (or outside one) that may be read.
+    last_stable_offset: u64,
     log_start_offset: u64,
 }
 
-/// Parses `earliest`, `latest` or a number into an offset of `partition`.
-pub fn resolve_start(spec: &str, partition: &Partition) -> Result<u64, ApiError> {
-    let (start, hw) = partition.bounds();
+/// Parses `earliest`, `latest` or a number into an offset of `partition`; `latest` is the end
+/// a reader with `isolation` reads to.
+pub fn resolve_start(spec: &str, partition: &Partition, isolation: Isolation) -> Result<u64, ApiError> {
+    let (start, _) = partition.bounds();
     match spec {
         "earliest" => Ok(start),
-        "latest" => Ok(hw),
+        "latest" => Ok(partition.end(isolation)),
         n => n.parse().map_err(|_| {
             ApiError::InvalidRequest(format!(
                 "offset must be earliest, latest or a non-negative integer, got '{n}'"
             ))
         }),
+    }
+}
+
+pub fn parse_isolation(value: Option<&str>) -> Result<Isolation, ApiError> {
+    match value {
+        None | Some("read_committed") => Ok(Isolation::ReadCommitted),
+        Some("read_uncommitted") => Ok(Isolation::ReadUncommitted),
+        Some(other) => Err(ApiError::InvalidRequest(format!(
+            "isolation must be read_committed or read_uncommitted, got '{other}'"
+        ))),
     }
 }
 
@@ -128,15 +144,23 @@ pub async fn fetch(
         )));
     }
     let encoding = parse_encoding(q.encoding.as_deref())?;
-    let offset = resolve_start(q.offset.as_deref().unwrap_or("earliest"), &partition)?;
+    let isolation = parse_isolation(q.isolation.as_deref())?;
+    let offset = resolve_start(q.offset.as_deref().unwrap_or("earliest"), &partition, isolation)?;
+    let read = Read {
+        max_records,
+        max_bytes,
+        encoding,
+        isolation,
+    };
 
     let mut hw_changes = partition.watch();
     hw_changes.borrow_and_update();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
     let mut access = (wait > 0).then(|| super::sse::Access::new(&state.auth, principal));
     loop {
-        let (body, count) = read_range(&topic, &partition, offset, max_records, max_bytes, encoding).await?;
-        if count > 0 || tokio::time::Instant::now() >= deadline {
+        let (body, count, next) = read_range(&topic, &partition, offset, &read).await?;
+        // Records, or markers walked past (the answer's `next_offset` moved): answer now.
+        if count > 0 || next > offset || tokio::time::Instant::now() >= deadline {
             return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
         }
         let credentials = async {
@@ -163,8 +187,16 @@ pub async fn fetch(
             .into());
         }
     }
-    let (body, _) = read_range(&topic, &partition, offset, max_records, max_bytes, encoding).await?;
+    let (body, _, _) = read_range(&topic, &partition, offset, &read).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// What one fetch reads.
+struct Read {
+    max_records: usize,
+    max_bytes: usize,
+    encoding: Encoding,
+    isolation: Isolation,
 }
 
 /// Reads up to `max_records` / about `max_bytes` from `offset` and encodes the fetch answer.
@@ -172,46 +204,45 @@ async fn read_range(
     topic: &Topic,
     partition: &Arc<Partition>,
     offset: u64,
-    max_records: usize,
-    max_bytes: usize,
-    encoding: Encoding,
-) -> Result<(Vec<u8>, usize), ApiError> {
+    read: &Read,
+) -> Result<(Vec<u8>, usize, u64), ApiError> {
+    let (max_records, max_bytes) = (read.max_records, read.max_bytes);
     let mut out = Vec::with_capacity(max_bytes.min(1 << 20) + 256);
     out.extend_from_slice(b"{\"records\":[");
     let (mut next, mut count, mut bytes_read, mut payload) = (offset, 0usize, 0usize, 0u64);
     loop {
-        let batches = partition.read(next, max_bytes - bytes_read).await?;
-        if batches.is_empty() {
+        let chunk = partition.read(next, max_bytes - bytes_read, read.isolation).await?;
+        if chunk.bytes.is_empty() {
             break;
         }
-        bytes_read += batches.len();
+        bytes_read += chunk.bytes.len();
         // The answer stays near `max_bytes` too, however big a stored batch or its escaping.
         let written = out.len();
         let room = max_bytes.saturating_sub(written).max(1);
-        let (n, b, after) = write_records(
-            &mut out,
-            partition.id,
-            &batches,
-            next,
-            max_records - count,
-            room,
-            encoding,
-        );
+        let (n, b, after) = write_records(&mut out, partition.id, &chunk, max_records - count, room, read.encoding);
         count += n;
         payload += b;
-        if n == 0 {
-            break;
-        }
+        // Markers and aborted batches move `next` on without a record.
+        let moved = after > next;
         next = after;
-        if count >= max_records || bytes_read >= max_bytes || out.len() >= max_bytes {
+        if !moved
+            || chunk.reached_limit(next)
+            || count >= max_records
+            || bytes_read >= max_bytes
+            || out.len() >= max_bytes
+        {
             break;
         }
     }
-    let (start, hw) = partition.bounds();
+    let s = partition.stats();
     out.extend_from_slice(
-        format!("],\"next_offset\":{next},\"high_watermark\":{hw},\"log_start_offset\":{start}}}").as_bytes(),
+        format!(
+            "],\"next_offset\":{next},\"high_watermark\":{},\"last_stable_offset\":{},\"log_start_offset\":{}}}",
+            s.high_watermark, s.last_stable_offset, s.log_start_offset
+        )
+        .as_bytes(),
     );
     topic.counters.records_out.inc_by(count as u64);
     topic.counters.bytes_out.inc_by(payload);
-    Ok((out, count))
+    Ok((out, count, next))
 }

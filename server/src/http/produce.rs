@@ -14,7 +14,7 @@ use super::records_in::{Parsed, parse_json, parse_ndjson};
 use super::{ApiError, ApiPath, AppState};
 use crate::auth::{Action, Principal, Resource};
 use crate::log::NewRecord;
-use crate::topic::{Topic, partitioner};
+use crate::topic::{AppendMode, Topic};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OffsetOut {
@@ -72,7 +72,6 @@ pub async fn produce(
     let limit = state.config.limits.record_bytes_max;
     let mut groups: BTreeMap<u32, (Vec<usize>, Vec<NewRecord>)> = BTreeMap::new();
     let spread = topic.next_spread_partition();
-    let mut bytes = 0u64;
     for (
         index,
         Parsed {
@@ -90,38 +89,33 @@ pub async fn produce(
                 limit,
             });
         }
-        bytes += size as u64;
-        let partition = match (pinned, &record.key) {
-            (Some(p), _) => p,
-            (None, Some(key)) => partitioner::for_key(key, topic.partitions.len() as u32),
-            (None, None) => spread,
-        };
+        let partition = topic.route(pinned, record.key.as_deref(), spread);
         let group = groups.entry(partition).or_default();
         group.0.push(index);
         group.1.push(record);
     }
     let count: usize = groups.values().map(|g| g.0.len()).sum();
-    let appends = groups.into_iter().map(|(p, (indexes, records))| {
-        let partition = std::sync::Arc::clone(&topic.partitions[p as usize]);
-        async move { partition.append(records).await.map(|base| (p, indexes, base)) }
-    });
+    let mut indexes: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    let mut batches = Vec::with_capacity(groups.len());
+    for (p, (idx, records)) in groups {
+        indexes.insert(p, idx);
+        batches.push((p, records));
+    }
+    let placed = topic.append_to(batches, AppendMode::Plain).await?;
     let mut offsets: Vec<OffsetOut> = (0..count)
         .map(|_| OffsetOut {
             partition: 0,
             offset: 0,
         })
         .collect();
-    for result in futures::future::join_all(appends).await {
-        let (partition, indexes, base) = result?;
-        for (i, index) in indexes.into_iter().enumerate() {
+    for p in placed {
+        for (i, &index) in indexes[&p.partition].iter().enumerate() {
             offsets[index] = OffsetOut {
-                partition,
-                offset: base + i as u64,
+                partition: p.partition,
+                offset: p.base_offset + i as u64,
             };
         }
     }
-    topic.counters.records_in.inc_by(count as u64);
-    topic.counters.bytes_in.inc_by(bytes);
     let fsync = topic.config.fsync;
     Ok((
         StatusCode::OK,

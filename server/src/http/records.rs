@@ -5,7 +5,8 @@ use std::io::Write;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::log::batch::{self, RecordView};
+use crate::record::RecordView;
+use crate::topic::Chunk;
 
 /// How keys and values are written back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub enum Encoding {
     Base64,
 }
 
-/// Appends records of `batches` (whole batches from the log) with offsets from `from` on, as
+/// Appends the records of `chunk` a reader may see (see [`crate::topic::reader`]) as
 /// comma-separated JSON objects, stopping after `max_records`, or once `out` has grown by
 /// `max_out_bytes` (at least one record is written: a big batch, or escaping that makes JSON
 /// six times its bytes, never makes an answer larger than one record past the limit). Returns
@@ -24,46 +25,28 @@ pub enum Encoding {
 pub fn write_records(
     out: &mut Vec<u8>,
     partition: u32,
-    batches: &[u8],
-    from: u64,
+    chunk: &Chunk,
     max_records: usize,
     max_out_bytes: usize,
     encoding: Encoding,
 ) -> (usize, u64, u64) {
-    let (mut count, mut bytes, mut next) = (0usize, 0u64, from);
+    let (mut count, mut bytes) = (0usize, 0u64);
     let start = out.len();
-    let mut pos = 0;
-    while pos < batches.len() && count < max_records {
-        let Ok(iter) = batch::records(&batches[pos..]) else {
-            break;
-        };
-        let Ok(header) = batch::BatchHeader::parse(&batches[pos..]) else {
-            break;
-        };
-        pos += header.total_bytes;
-        if header.next_offset() <= from {
-            continue;
+    let mut records = chunk.visible();
+    if max_records == 0 {
+        return (0, 0, chunk.from);
+    }
+    for r in records.by_ref() {
+        if count > 0 || out.last().is_some_and(|&b| b == b'}') {
+            out.push(b',');
         }
-        for r in iter {
-            let Ok(r) = r else {
-                tracing::error!(partition, offset = next, "undecodable record in a verified batch");
-                break;
-            };
-            if r.offset < from {
-                continue;
-            }
-            if count > 0 || out.last().is_some_and(|&b| b == b'}') {
-                out.push(b',');
-            }
-            bytes += write_record(out, partition, &r, encoding) as u64;
-            next = r.offset + 1;
-            count += 1;
-            if count >= max_records || out.len() - start >= max_out_bytes {
-                return (count, bytes, next);
-            }
+        bytes += write_record(out, partition, &r, encoding) as u64;
+        count += 1;
+        if count >= max_records || out.len() - start >= max_out_bytes {
+            break;
         }
     }
-    (count, bytes, next)
+    (count, bytes, records.next_offset())
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -97,7 +80,10 @@ fn write_record(out: &mut Vec<u8>, partition: u32, r: &RecordView<'_>, encoding:
         None => out.extend_from_slice(b"\"key\":null"),
     }
     out.push(b',');
-    write_bytes_field(out, "value", r.value, encoding);
+    match r.value {
+        Some(v) => write_bytes_field(out, "value", v, encoding),
+        None => out.extend_from_slice(b"\"value\":null"),
+    }
     out.extend_from_slice(b",\"headers\":{");
     let mut binary = Vec::new();
     let mut first = true;
@@ -128,5 +114,5 @@ fn write_record(out: &mut Vec<u8>, partition: u32, r: &RecordView<'_>, encoding:
         out.push(b'}');
     }
     out.push(b'}');
-    r.key.map_or(0, <[u8]>::len) + r.value.len() + r.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+    r.payload_bytes()
 }

@@ -53,8 +53,8 @@ pub struct RecordDoc {
     key: Option<String>,
     /// The key as base64 bytes.
     key_b64: Option<String>,
-    /// The value: a JSON string is stored as its text, any other JSON value as its JSON text.
-    /// (Or give `value_b64`.)
+    /// The value: a JSON string is stored as its text, any other JSON value as its JSON text;
+    /// `null` is a tombstone (no value: compaction deletes the key). (Or give `value_b64`.)
     value: Option<serde_json::Value>,
     /// The value as base64 bytes.
     value_b64: Option<String>,
@@ -110,7 +110,7 @@ fn bounded_headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, S
     d.deserialize_map(Bounded)
 }
 
-/// `Some` even for JSON `null`, so `"value": null` stores the text `null` like any JSON value.
+/// `Some` even for JSON `null`: `"value": null` is a tombstone (no value), unlike a missing value.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
 }
@@ -327,8 +327,9 @@ fn convert(r: RecordIn<'_>) -> Result<Parsed, String> {
     };
     let value = match (r.value, r.value_b64) {
         (Some(_), Some(_)) => return Err("give value or value_b64, not both".into()),
-        (Some(raw), None) => json_value_bytes(raw)?,
-        (None, Some(v)) => decode_b64("value_b64", &v)?,
+        (Some(raw), None) if raw.get() == "null" => None,
+        (Some(raw), None) => Some(json_value_bytes(raw)?),
+        (None, Some(v)) => Some(decode_b64("value_b64", &v)?),
         (None, None) => return Err("the record has no value; give value (JSON) or value_b64 (bytes)".into()),
     };
     if let Some(ts) = r.timestamp {
@@ -409,7 +410,7 @@ mod tests {
             br#"{"b":[1,2],"a":1.50}"#
         );
         assert_eq!(value("42").unwrap(), b"42");
-        assert_eq!(value("null").unwrap(), b"null");
+        assert_eq!(value("\"null\"").unwrap(), b"null");
         assert_eq!(value(r#"{"s":"a b\" c"}"#).unwrap(), br#"{"s":"a b\" c"}"#);
     }
 
@@ -505,7 +506,7 @@ mod properties {
                 for (p, (key, value, headers, partition)) in parsed.iter().zip(&recs) {
                     prop_assert_eq!(p.partition, *partition);
                     prop_assert_eq!(p.record.key.as_deref(), key.as_ref().map(|k| k.as_bytes()));
-                    prop_assert_eq!(&p.record.value, value.as_bytes());
+                    prop_assert_eq!(p.record.value_bytes(), value.as_bytes());
                     let hs: BTreeMap<String, String> = p.record.headers.iter().map(|(n, v)| (n.clone(), String::from_utf8(v.clone()).unwrap())).collect();
                     prop_assert_eq!(&hs, headers);
                 }

@@ -28,7 +28,7 @@ use super::records::{Encoding, write_records};
 use super::{ApiError, ApiPath, AppState};
 use crate::auth::{Action, Auth, Principal, Resource};
 use crate::metrics::Metrics;
-use crate::topic::{Partition, Topic, TopicError};
+use crate::topic::{Isolation, Partition, Topic, TopicError};
 
 /// Records one event carries at most: big enough to amortize framing, small enough for a browser
 /// to parse without a pause.
@@ -48,6 +48,8 @@ pub struct EventsQuery {
     last_event_id: Option<String>,
     /// `auto` or `base64`.
     encoding: Option<String>,
+    /// `read_committed` (default) or `read_uncommitted`.
+    isolation: Option<String>,
     /// A ticket from `POST /v1/tickets` (checked by the authentication layer).
     #[allow(dead_code)]
     ticket: Option<String>,
@@ -124,6 +126,7 @@ pub async fn events(
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     let topic = state.topics.get(&topic)?;
     let encoding = super::fetch::parse_encoding(q.encoding.as_deref())?;
+    let isolation = super::fetch::parse_isolation(q.isolation.as_deref())?;
     let partitions: Vec<Arc<Partition>> = match q.partition {
         Some(p) => vec![Arc::clone(topic.partition(p)?)],
         None => topic.partitions.clone(),
@@ -151,7 +154,7 @@ pub async fn events(
     for p in partitions {
         let next = match resume.get(&p.id) {
             Some(&o) => o,
-            None => resolve_start(from, &p).map_err(|_| {
+            None => resolve_start(from, &p, isolation).map_err(|_| {
                 ApiError::InvalidRequest(format!("from must be earliest, latest or an offset, got '{from}'"))
             })?,
         };
@@ -169,6 +172,7 @@ pub async fn events(
         pending: VecDeque::new(),
         turn: 0,
         encoding,
+        isolation,
         access: Access::new(&state.auth, principal),
         ended: false,
         _guard: SubscriberGuard(Arc::clone(&state.metrics)),
@@ -249,6 +253,7 @@ struct Subscriber {
     /// Partition to serve first next round, so a busy partition cannot starve the others.
     turn: usize,
     encoding: Encoding,
+    isolation: Isolation,
     access: Access,
     /// Set after the last event (credentials gone): the stream ends.
     ended: bool,
@@ -273,14 +278,18 @@ impl Subscriber {
             // Mark the current version seen *before* looking, so no append slips between.
             self.changes.borrow_and_update();
             let n = self.cursors.len();
+            let mut moved = false;
             for k in 0..n {
                 let i = (self.turn + k) % n;
+                let before = self.cursors[i].1;
                 if let Some(e) = self.read_one(i).await {
                     self.pending.push_back(e);
                 }
+                moved |= self.cursors[i].1 != before;
             }
             self.turn = (self.turn + 1) % n.max(1);
-            if !self.pending.is_empty() {
+            // Markers walked past move a cursor without an event: look again at once.
+            if !self.pending.is_empty() || moved {
                 continue;
             }
             tokio::select! {
@@ -294,10 +303,10 @@ impl Subscriber {
     /// One event of records from cursor `i`, or a `gap` event if its offset is gone.
     async fn read_one(&mut self, i: usize) -> Option<Event> {
         let (partition, next) = (Arc::clone(&self.cursors[i].0), self.cursors[i].1);
-        if next == partition.high_watermark() {
+        if next >= partition.end(self.isolation) {
             return None;
         }
-        let batches = match partition.read(next, EVENT_BYTES_MAX).await {
+        let chunk = match partition.read(next, EVENT_BYTES_MAX, self.isolation).await {
             Ok(b) => b,
             Err(TopicError::OffsetOutOfRange {
                 log_start_offset,
@@ -326,18 +335,19 @@ impl Subscriber {
                 return None;
             }
         };
-        let mut out = Vec::with_capacity(batches.len() + batches.len() / 2 + 64);
+        let mut out = Vec::with_capacity(chunk.bytes.len() + chunk.bytes.len() / 2 + 64);
         out.extend_from_slice(b"{\"records\":[");
         let (count, bytes, after) = write_records(
             &mut out,
             partition.id,
-            &batches,
-            next,
+            &chunk,
             EVENT_RECORDS_MAX,
             EVENT_BYTES_MAX,
             self.encoding,
         );
         if count == 0 {
+            // Only markers or aborted batches: the cursor goes past them, no event.
+            self.cursors[i].1 = after;
             return None;
         }
         out.extend_from_slice(b"]}");

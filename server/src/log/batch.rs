@@ -8,22 +8,29 @@
 //!   LEADER_EPOCH     12  i32  always 0 (no replication yet)
 //!   MAGIC            16  i8   always 2
 //!   CRC              17  u32  CRC32C of ATTRIBUTES .. end of records
-//!   ATTRIBUTES       21  i16  0: no compression, CreateTime timestamps, not transactional
+//!   ATTRIBUTES       21  i16  bits 0-2 compression (0: none; the only kind written), bit 3
+//!                               timestamp type (0: CreateTime), bit 4 transactional, bit 5
+//!                               control (a COMMIT or ABORT marker), other bits 0
 //!   LAST_DELTA       23  i32  offset of the last record minus BASE_OFFSET
 //!   BASE_TIMESTAMP   27  i64  timestamp (ms) of the first record
 //!   MAX_TIMESTAMP    35  i64  largest timestamp in the batch
-//!   PRODUCER_ID      43  i64  -1 (no idempotent producers yet)
-//!   PRODUCER_EPOCH   51  i16  -1
-//!   BASE_SEQUENCE    53  i32  -1
+//!   PRODUCER_ID      43  i64  the transactional producer, or -1
+//!   PRODUCER_EPOCH   51  i16  its epoch (a newer one fences older ones), or -1
+//!   BASE_SEQUENCE    53  i32  -1 (no idempotent sequences yet)
 //!   RECORD_COUNT     57  i32  number of records
 //!   records          61  RECORD_COUNT times:
 //!     length varint (bytes after itself), attributes i8 (0),
 //!     timestamp_delta varlong, offset_delta varint,
-//!     key_len varint (-1: no key), key, value_len varint, value,
+//!     key_len varint (-1: no key), key, value_len varint (-1: no value, a tombstone), value,
 //!     header_count varint, then per header: name_len varint, name (UTF-8), value_len varint, value
+//!
+//! control batch (ATTRIBUTES 0x30): one record whose
+//!   key   = version i16 (0), type i16 (0: ABORT, 1: COMMIT)
+//!   value = version i16 (0), coordinator epoch i32 (0)
 //! ```
 
 use super::varint::{get_varint, get_varlong, put_varint, put_varlong, varlong_len};
+pub use crate::record::{NewRecord, RecordView};
 
 pub const BASE_OFFSET: usize = 0;
 pub const BATCH_LENGTH: usize = BASE_OFFSET + 8;
@@ -74,33 +81,39 @@ pub fn batch_runs(records: &[NewRecord]) -> impl Iterator<Item = &[NewRecord]> {
     })
 }
 
-/// A record to append: everything but its offset, which the log assigns.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct NewRecord {
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// Milliseconds since the Unix epoch; `None` means "the time of append".
-    pub timestamp: Option<i64>,
+/// Attribute bit of a transactional batch.
+pub const TRANSACTIONAL: i16 = 0x10;
+/// Attribute bit of a control batch (a transaction marker).
+pub const CONTROL: i16 = 0x20;
+/// Attribute bits of the compression codec.
+pub const COMPRESSION_MASK: i16 = 0x07;
+
+/// A transactional producer: its id and epoch, as a batch header carries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Producer {
+    pub id: i64,
+    pub epoch: i16,
 }
 
-impl NewRecord {
-    /// Bytes of key, value and headers: what limits and metrics count.
-    pub fn payload_bytes(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len)
-            + self.value.len()
-            + self.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+/// What a batch holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchKind {
+    /// Records outside any transaction.
+    Plain,
+    /// Records of `producer`'s open transaction: readers that see only committed records wait
+    /// for its marker.
+    Transactional(Producer),
+    /// The marker that ends `producer`'s transaction: COMMIT (`commit`) or ABORT.
+    Marker { producer: Producer, commit: bool },
+}
+
+impl BatchKind {
+    pub fn producer(&self) -> Option<Producer> {
+        match self {
+            Self::Plain => None,
+            Self::Transactional(p) | Self::Marker { producer: p, .. } => Some(*p),
+        }
     }
-}
-
-/// A record read back from the log, borrowing from the batch bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordView<'a> {
-    pub offset: u64,
-    pub timestamp: i64,
-    pub key: Option<&'a [u8]>,
-    pub value: &'a [u8],
-    pub headers: Vec<(&'a str, &'a [u8])>,
 }
 
 /// Why a stretch of bytes is not a valid batch.
@@ -130,9 +143,29 @@ pub struct BatchHeader {
     pub base_timestamp: i64,
     pub max_timestamp: i64,
     pub record_count: u32,
+    pub attributes: i16,
+    /// -1 outside transactions.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
 }
 
 impl BatchHeader {
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL != 0
+    }
+
+    /// The producer of a transactional batch.
+    pub fn producer(&self) -> Option<Producer> {
+        self.is_transactional().then_some(Producer {
+            id: self.producer_id,
+            epoch: self.producer_epoch,
+        })
+    }
+
     /// Offset one past the batch's last record.
     pub fn next_offset(&self) -> u64 {
         self.base_offset + u64::from(self.last_offset_delta) + 1
@@ -163,6 +196,9 @@ impl BatchHeader {
             base_timestamp: be_i64(buf, BASE_TIMESTAMP),
             max_timestamp: be_i64(buf, MAX_TIMESTAMP),
             record_count: count as u32,
+            attributes: i16::from_be_bytes(fixed(buf, ATTRIBUTES)),
+            producer_id: be_i64(buf, PRODUCER_ID),
+            producer_epoch: i16::from_be_bytes(fixed(buf, PRODUCER_EPOCH)),
         })
     }
 }
@@ -188,6 +224,58 @@ pub fn verify(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Appends one batch holding `records` (at least one) starting at `base_offset`. Records
 /// without a timestamp get `now_ms`. Returns the header of what was written.
 pub fn encode(out: &mut Vec<u8>, base_offset: u64, records: &[NewRecord], now_ms: i64) -> BatchHeader {
+    encode_kind(out, base_offset, records, now_ms, BatchKind::Plain)
+}
+
+/// The control record of a marker: its key (version, type) and value (version, coordinator
+/// epoch), as Kafka lays them out.
+fn marker_record(commit: bool, now_ms: i64) -> NewRecord {
+    let mut key = 0i16.to_be_bytes().to_vec();
+    key.extend_from_slice(&i16::from(commit).to_be_bytes());
+    let mut value = 0i16.to_be_bytes().to_vec();
+    value.extend_from_slice(&0i32.to_be_bytes());
+    NewRecord {
+        key: Some(key),
+        value: Some(value),
+        headers: Vec::new(),
+        timestamp: Some(now_ms),
+    }
+}
+
+/// Whether a control batch's record says COMMIT (`Some(true)`) or ABORT (`Some(false)`);
+/// `None` for anything else.
+pub fn marker_type(batch: &[u8]) -> Option<bool> {
+    let mut recs = records(batch).ok()?;
+    let r = recs.next()?.ok()?;
+    match r.key? {
+        [0, 0, 0, 1] => Some(true),
+        [0, 0, 0, 0] => Some(false),
+        _ => None,
+    }
+}
+
+/// Appends one batch of `kind`: `records` (at least one) for plain and transactional
+/// batches; for a marker, `records` is ignored and the control record written.
+pub fn encode_kind(
+    out: &mut Vec<u8>,
+    base_offset: u64,
+    records: &[NewRecord],
+    now_ms: i64,
+    kind: BatchKind,
+) -> BatchHeader {
+    let marker;
+    let records = match kind {
+        BatchKind::Marker { commit, .. } => {
+            marker = [marker_record(commit, now_ms)];
+            &marker[..]
+        }
+        _ => records,
+    };
+    let (attributes, producer) = match kind {
+        BatchKind::Plain => (0i16, None),
+        BatchKind::Transactional(p) => (TRANSACTIONAL, Some(p)),
+        BatchKind::Marker { producer, .. } => (TRANSACTIONAL | CONTROL, Some(producer)),
+    };
     assert!(!records.is_empty(), "a batch holds at least one record");
     assert!(records.len() <= i32::MAX as usize, "record count fits the i32 field");
     let start = out.len();
@@ -202,12 +290,12 @@ pub fn encode(out: &mut Vec<u8>, base_offset: u64, records: &[NewRecord], now_ms
     out.extend_from_slice(&0i32.to_be_bytes());
     out.push(MAGIC_V2);
     out.extend_from_slice(&[0; 4]); // CRC, patched below
-    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&attributes.to_be_bytes());
     out.extend_from_slice(&last_delta.to_be_bytes());
     out.extend_from_slice(&base_timestamp.to_be_bytes());
     out.extend_from_slice(&max_timestamp.to_be_bytes());
-    out.extend_from_slice(&(-1i64).to_be_bytes());
-    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out.extend_from_slice(&producer.map_or(-1, |p| p.id).to_be_bytes());
+    out.extend_from_slice(&producer.map_or(-1, |p| p.epoch).to_be_bytes());
     out.extend_from_slice(&(-1i32).to_be_bytes());
     out.extend_from_slice(&(records.len() as i32).to_be_bytes());
     debug_assert_eq!(out.len() - start, HEADER_BYTES);
@@ -228,6 +316,9 @@ pub fn encode(out: &mut Vec<u8>, base_offset: u64, records: &[NewRecord], now_ms
         base_timestamp,
         max_timestamp,
         record_count: records.len() as u32,
+        attributes,
+        producer_id: producer.map_or(-1, |p| p.id),
+        producer_epoch: producer.map_or(-1, |p| p.epoch),
     }
 }
 
@@ -239,11 +330,12 @@ fn encode_record(out: &mut Vec<u8>, r: &NewRecord, ts_delta: i64, offset_delta: 
         .iter()
         .map(|(n, v)| bytes_len(n.len()) + bytes_len(v.len()))
         .sum();
+    let value_len = r.value.as_ref().map_or(varlong_len(-1), |v| bytes_len(v.len()));
     let body = 1
         + varlong_len(ts_delta)
         + varlong_len(i64::from(offset_delta))
         + key_len
-        + bytes_len(r.value.len())
+        + value_len
         + varlong_len(r.headers.len() as i64)
         + headers_len;
     put_varint(out, body as i32);
@@ -255,7 +347,10 @@ fn encode_record(out: &mut Vec<u8>, r: &NewRecord, ts_delta: i64, offset_delta: 
         Some(k) => put_bytes(out, k),
         None => put_varint(out, -1),
     }
-    put_bytes(out, &r.value);
+    match &r.value {
+        Some(v) => put_bytes(out, v),
+        None => put_varint(out, -1),
+    }
     put_varint(out, r.headers.len() as i32);
     for (name, value) in &r.headers {
         put_bytes(out, name.as_bytes());
@@ -326,8 +421,10 @@ impl<'a> RecordIter<'a> {
             -1 => None,
             n => Some(take(rec, &mut pos, usize::try_from(n).ok()?)?),
         };
-        let value_len = usize::try_from(get_varint(rec, &mut pos)?).ok()?;
-        let value = take(rec, &mut pos, value_len)?;
+        let value = match get_varint(rec, &mut pos)? {
+            -1 => None,
+            n => Some(take(rec, &mut pos, usize::try_from(n).ok()?)?),
+        };
         let header_count = usize::try_from(get_varint(rec, &mut pos)?).ok()?;
         let mut headers = Vec::with_capacity(header_count.min(64));
         for _ in 0..header_count {
@@ -379,19 +476,19 @@ mod tests {
         vec![
             NewRecord {
                 key: Some(b"k1".to_vec()),
-                value: b"hello".to_vec(),
+                value: Some(b"hello".to_vec()),
                 headers: vec![],
                 timestamp: Some(1_700_000_000_000),
             },
             NewRecord {
                 key: None,
-                value: vec![0, 159, 146, 150],
+                value: Some(vec![0, 159, 146, 150]),
                 headers: vec![("trace".into(), b"abc".to_vec()), ("bin".into(), vec![255])],
                 timestamp: Some(1_699_999_999_000),
             },
             NewRecord {
                 key: Some(vec![]),
-                value: vec![],
+                value: None,
                 headers: vec![],
                 timestamp: None,
             },
@@ -414,6 +511,8 @@ mod tests {
         assert_eq!(got[1].headers, vec![("trace", &b"abc"[..]), ("bin", &[255u8][..])]);
         assert_eq!(got[2].offset, 44);
         assert_eq!(got[2].key, Some(&b""[..]));
+        assert_eq!(got[2].value, None, "a tombstone stays a tombstone");
+        assert_eq!(got[0].value, Some(&b"hello"[..]));
         assert_eq!(got[2].timestamp, 1_800_000_000_000);
     }
 
@@ -441,6 +540,33 @@ mod tests {
     }
 
     #[test]
+    fn transactional_batches_and_markers_carry_their_producer_and_type() {
+        let p = Producer { id: 77, epoch: 3 };
+        let mut buf = Vec::new();
+        let h = encode_kind(&mut buf, 10, &sample(), 5, BatchKind::Transactional(p));
+        assert_eq!(verify(&buf), Ok(h));
+        assert!(h.is_transactional() && !h.is_control());
+        assert_eq!(h.producer(), Some(p));
+        assert_eq!(records(&buf).unwrap().count(), 3);
+        for commit in [true, false] {
+            let mut m = Vec::new();
+            let h = encode_kind(&mut m, 13, &[], 6, BatchKind::Marker { producer: p, commit });
+            assert_eq!(verify(&m), Ok(h));
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.record_count, h.next_offset()), (1, 14));
+            assert_eq!(
+                i16::from_be_bytes(fixed(&m, ATTRIBUTES)),
+                0x30,
+                "Kafka's control attributes"
+            );
+            assert_eq!(marker_type(&m), Some(commit));
+        }
+        let mut plain = Vec::new();
+        let h = encode(&mut plain, 0, &sample(), 5);
+        assert_eq!((h.producer(), h.producer_id, h.producer_epoch), (None, -1, -1));
+    }
+
+    #[test]
     fn a_cut_batch_reports_what_is_missing() {
         let mut buf = Vec::new();
         encode(&mut buf, 0, &sample(), 5);
@@ -464,7 +590,7 @@ mod properties {
     fn new_record() -> impl Strategy<Value = NewRecord> {
         (
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
-            proptest::collection::vec(any::<u8>(), 0..300),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
             proptest::collection::vec(
                 ("[a-zA-Z0-9\\-]{0,12}", proptest::collection::vec(any::<u8>(), 0..20)),
                 0..4,
@@ -503,7 +629,7 @@ mod properties {
                 prop_assert_eq!(g.offset, base + i as u64);
                 prop_assert_eq!(g.timestamp, r.timestamp.unwrap_or(now));
                 prop_assert_eq!(g.key, r.key.as_deref());
-                prop_assert_eq!(g.value, r.value.as_slice());
+                prop_assert_eq!(g.value, r.value.as_deref());
                 let hs: Vec<(&str, &[u8])> = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
                 prop_assert_eq!(&g.headers, &hs);
             }

@@ -31,7 +31,7 @@ fn config() -> LogConfig {
 fn rec(offset: u64) -> NewRecord {
     NewRecord {
         key: Some(format!("k{}", offset % 7).into_bytes()),
-        value: format!("v{offset}-{}", "x".repeat((offset % 5) as usize * 20)).into_bytes(),
+        value: Some(format!("v{offset}-{}", "x".repeat((offset % 5) as usize * 20)).into_bytes()),
         headers: vec![("o".into(), offset.to_string().into_bytes())],
         timestamp: Some(1_000 + offset as i64),
     }
@@ -125,7 +125,7 @@ fn check(log: &PartitionLog, acked: u64, what: &str) {
                 let want = rec(r.offset);
                 assert_eq!(
                     r.value,
-                    want.value.as_slice(),
+                    want.value.as_deref(),
                     "{what}: offset {} holds another record",
                     r.offset
                 );

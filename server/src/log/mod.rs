@@ -3,7 +3,8 @@
 //! How it fits together: [`batch`] encodes and checks record batches (Kafka's RecordBatch v2
 //! layout); [`index`] holds the offset and time indexes; [`fs`] is the file-system seam a crash test can swap; [`segment`] is one log file
 //! with its indexes; [`PartitionLog`] is the ordered set of segments of a partition, with append,
-//! read, roll, retention and crash recovery; [`recovery_point`] records how far the active
+//! read, roll, retention and crash recovery; [`txn`] tracks open and aborted transactions;
+//! [`recovery_point`] records how far the active
 //! segment is known whole, so that crash recovery verifies only what follows. Everything here is synchronous: async callers go
 //! through the topic layer's writer task or `spawn_blocking`.
 
@@ -15,6 +16,7 @@ pub mod index;
 mod partition_log;
 pub mod recovery_point;
 pub mod segment;
+pub mod txn;
 pub mod varint;
 
 use std::io;
@@ -22,9 +24,10 @@ use std::path::PathBuf;
 
 pub use batch::{NewRecord, RecordView};
 pub use fs::{FsRef, RealFs};
-pub use partition_log::{LogConfig, PartitionLog};
+pub use partition_log::{Group, LogConfig, PartitionLog};
 pub use recovery_point::RecoveryPoint;
 pub use segment::Recovery;
+pub use txn::AbortedTxn;
 
 impl LogError {
     /// Whether the error is a full disk (or quota): the caller can say so and retry later.
@@ -53,6 +56,14 @@ pub enum LogError {
         path: PathBuf,
         position: u64,
         reason: String,
+    },
+    #[error(
+        "producer {producer_id} wrote with epoch {epoch}, but epoch {current_epoch} has written since: this writer was fenced (a newer instance took over)"
+    )]
+    Fenced {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
     },
     #[error("the log in {dir} was closed (its topic was deleted)")]
     Closed { dir: PathBuf },

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::LogError;
-use super::batch::{self, BatchHeader, NewRecord};
+use super::batch::{self, BatchHeader, BatchKind, NewRecord};
 use super::fs::{FileRef, FsRef};
 use super::recovery_point::{RecoveryPoint, current_boot_id};
 use super::segment::{Recovery, Segment, SegmentLimits};
+use super::txn::{AbortedTxn, TxnState};
 
 /// Per-partition settings for the on-disk layout.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +45,28 @@ pub struct PartitionLog {
     high_watermark: u64,
     /// Bytes of the active segment below the high watermark.
     visible_bytes: u64,
+    txn: TxnState,
+}
+
+/// One producer's part of an append: its records, written as one batch or more of `kind`.
+#[derive(Debug, Clone, Copy)]
+pub struct Group<'a> {
+    pub records: &'a [NewRecord],
+    pub kind: BatchKind,
+    /// For an ABORT marker of a transaction this process did not see begin (a crash left it
+    /// open): where it began.
+    pub aborted_from: Option<u64>,
+}
+
+impl<'a> Group<'a> {
+    /// Records outside any transaction.
+    pub fn plain(records: &'a [NewRecord]) -> Self {
+        Self {
+            records,
+            kind: BatchKind::Plain,
+            aborted_from: None,
+        }
+    }
 }
 
 /// What one append wrote: the base offset of each record group, in order.
@@ -111,6 +134,7 @@ impl PartitionLog {
         };
         let high_watermark = active.next_offset();
         let visible_bytes = active.size();
+        let txn = TxnState::open(fs, dir)?;
         // What was just verified is at least in the page cache: a point for this boot. Only an
         // optimization, so a full disk must not stop the broker from starting.
         if let Err(e) = active
@@ -129,6 +153,7 @@ impl PartitionLog {
                 active,
                 high_watermark,
                 visible_bytes,
+                txn,
             },
             recovery,
         ))
@@ -178,19 +203,46 @@ impl PartitionLog {
     /// Appends each group of records as one batch, rolling segments as needed. The data is in the
     /// page cache, not yet visible to readers: fsync `file` if the policy asks, then `publish`.
     pub fn append(&mut self, groups: &[&[NewRecord]], now_ms: i64) -> Result<Appended, LogError> {
+        let groups: Vec<Group<'_>> = groups.iter().map(|g| Group::plain(g)).collect();
+        self.append_groups(&groups, now_ms)
+    }
+
+    /// Refuses a batch of a producer whose epoch is older than one this partition has seen.
+    pub fn check_producer(&self, kind: &BatchKind) -> Result<(), LogError> {
+        self.txn.check(kind).map_err(|f| LogError::Fenced {
+            producer_id: f.producer.id,
+            epoch: f.producer.epoch,
+            current_epoch: f.current_epoch,
+        })
+    }
+
+    /// Raises a producer's epoch here without writing: older epochs are fenced from now on.
+    pub fn fence(&mut self, producer: batch::Producer) {
+        self.txn.fence(producer);
+    }
+
+    /// [`Self::append`] for groups of any kind: plain or transactional records, or a
+    /// transaction's marker (one batch; an ABORT's index entry is durable before it is written).
+    /// Every producer must have passed [`Self::check_producer`].
+    pub fn append_groups(&mut self, groups: &[Group<'_>], now_ms: i64) -> Result<Appended, LogError> {
         self.check_open()?;
         let mut base_offsets = Vec::with_capacity(groups.len());
         let mut buf = Vec::new();
         let mut headers: Vec<BatchHeader> = Vec::with_capacity(groups.len());
+        let mut kinds: Vec<BatchKind> = Vec::with_capacity(groups.len());
         let mut next = self.active.next_offset();
         let mut last_group = None;
-        for (group, run) in groups
-            .iter()
-            .enumerate()
-            .flat_map(|(i, g)| batch::batch_runs(g).map(move |run| (i, run)))
-        {
+        let runs = groups.iter().enumerate().flat_map(|(i, g)| {
+            let runs: Box<dyn Iterator<Item = &[NewRecord]>> = match g.kind {
+                BatchKind::Marker { .. } => Box::new(std::iter::once(&[][..])),
+                _ => Box::new(batch::batch_runs(g.records)),
+            };
+            runs.map(move |run| (i, run))
+        });
+        for (group, run) in runs {
+            let g = &groups[group];
             let start = buf.len();
-            let h = batch::encode(&mut buf, next, run, now_ms);
+            let h = batch::encode_kind(&mut buf, next, run, now_ms, g.kind);
             let pending = start as u64;
             let fits_with_pending = self.active.fits(
                 pending as usize + h.total_bytes,
@@ -200,12 +252,21 @@ impl PartitionLog {
             if !fits_with_pending || self.is_old(now_ms) {
                 if !headers.is_empty() {
                     self.active.append(&buf[..start], &headers, now_ms)?;
+                    self.txn_written(&kinds, &headers);
                     headers.clear();
+                    kinds.clear();
                     buf.drain(..start);
                 }
                 if self.active.size() > 0 {
                     self.roll()?;
                 }
+            }
+            if let BatchKind::Marker {
+                producer,
+                commit: false,
+            } = g.kind
+            {
+                self.txn.before_abort(producer.id, g.aborted_from, h.base_offset)?;
             }
             // One base offset per (non-empty) group: its first batch's.
             if last_group != Some(group) {
@@ -214,14 +275,81 @@ impl PartitionLog {
             }
             next = h.next_offset();
             headers.push(h);
+            kinds.push(g.kind);
         }
         if !headers.is_empty() {
             self.active.append(&buf, &headers, now_ms)?;
+            self.txn_written(&kinds, &headers);
         }
         Ok(Appended {
             base_offsets,
             file: self.active.file(),
         })
+    }
+
+    fn txn_written(&mut self, kinds: &[BatchKind], headers: &[BatchHeader]) {
+        for (kind, h) in kinds.iter().zip(headers) {
+            self.txn.after_append(kind, h.base_offset);
+        }
+    }
+
+    /// One past the last record a reader of committed records may see: the first offset of the
+    /// oldest open transaction, or the high watermark.
+    pub fn stable_offset(&self) -> u64 {
+        let hw = self.high_watermark;
+        self.txn
+            .first_open()
+            .map_or(hw, |first| first.clamp(self.log_start_offset(), hw))
+    }
+
+    /// Aborted transactions overlapping `from..to`: readers of committed records skip them.
+    pub fn aborted_between(&self, from: u64, to: u64) -> Vec<AbortedTxn> {
+        self.txn.aborted_between(from, to)
+    }
+
+    /// All aborted transactions of the partition.
+    pub fn aborted(&self) -> &[AbortedTxn] {
+        self.txn.aborted()
+    }
+
+    /// The first offset of `producer_id`'s open transaction, if this process saw it begin.
+    pub fn open_transaction(&self, producer_id: i64) -> Option<u64> {
+        self.txn.open_first(producer_id)
+    }
+
+    /// Where a transaction of `producer_id` that no marker closed begins, looking at batches
+    /// from `from` (clamped to the log) to the end: the first of its batches after its last
+    /// marker. Used after a crash, when the log does not know what was open.
+    pub fn unclosed_transaction(&self, producer_id: i64, from: u64) -> Result<Option<u64>, LogError> {
+        let mut at = from.max(self.log_start_offset());
+        let mut open = None;
+        let mut buf = Vec::new();
+        while at < self.high_watermark {
+            buf.clear();
+            self.read(at, 1024 * 1024, &mut buf)?;
+            let mut pos = 0;
+            let before = at;
+            while pos < buf.len() {
+                let Ok(h) = BatchHeader::parse(&buf[pos..]) else { break };
+                pos += h.total_bytes;
+                if h.next_offset() <= at {
+                    continue;
+                }
+                at = h.next_offset();
+                if h.producer_id != producer_id || !h.is_transactional() {
+                    continue;
+                }
+                if h.is_control() {
+                    open = None;
+                } else if open.is_none() {
+                    open = Some(h.base_offset);
+                }
+            }
+            if at == before {
+                break;
+            }
+        }
+        Ok(open)
     }
 
     fn is_old(&self, now_ms: i64) -> bool {
@@ -292,6 +420,7 @@ impl PartitionLog {
             deleted.push(base);
         }
         if !deleted.is_empty() {
+            self.txn.trim(self.log_start_offset())?;
             // Not needed for safety (a forgotten delete brings back old, whole segments), but
             // the space must stay freed.
             self.fs.sync_dir(&self.dir).map_err(|source| LogError::Io {

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::files::OffsetFile;
 use super::spec::{OnError, ProcessorSpec, Start};
 use super::status::{State, Status, level_name};
-use crate::log::{NewRecord, RecordView, batch};
-use crate::topic::{Partition, Topic, TopicError, partitioner};
+use crate::log::{NewRecord, RecordView};
+use crate::topic::{AppendMode, Chunk, Isolation, Partition, Topic, TopicError};
 use crate::wasm::{CallError, CompiledModule, Emitted, Guest, InputRef, WasmRuntime};
 
 /// Bytes of log read per batch (at most `batch_records_max` records of it are used).
@@ -83,12 +83,7 @@ struct Processed {
 }
 
 fn owned(v: &RecordView<'_>) -> NewRecord {
-    NewRecord {
-        key: v.key.map(<[u8]>::to_vec),
-        value: v.value.to_vec(),
-        headers: v.headers.iter().map(|(n, h)| ((*n).to_owned(), h.to_vec())).collect(),
-        timestamp: Some(v.timestamp),
-    }
+    v.to_new()
 }
 
 impl Ctx {
@@ -130,45 +125,23 @@ impl Ctx {
 
     /// Decodes the batch from `from` on and calls the guest, isolating failures. An `Err` is
     /// fatal for the processor (its config was rejected, or no instance starts).
-    async fn process(
-        &self,
-        partition: u32,
-        guest: &mut Option<Guest>,
-        bytes: &[u8],
-        from: u64,
-    ) -> Result<Processed, String> {
-        let mut views: Vec<RecordView<'_>> = Vec::new();
-        let mut pos = 0;
-        'batches: while pos < bytes.len() {
-            let Ok(h) = batch::BatchHeader::parse(&bytes[pos..]) else {
-                break;
-            };
-            let Ok(records) = batch::records(&bytes[pos..]) else {
-                break;
-            };
-            for r in records.flatten() {
-                if r.offset >= from {
-                    views.push(r);
-                    if views.len() >= self.spec.batch_records_max {
-                        break 'batches;
-                    }
-                }
-            }
-            pos += h.total_bytes;
-        }
+    async fn process(&self, partition: u32, guest: &mut Option<Guest>, chunk: &Chunk) -> Result<Processed, String> {
+        let mut visible = chunk.visible();
+        let views: Vec<RecordView<'_>> = visible.by_ref().take(self.spec.batch_records_max).collect();
+        let next_offset = visible.next_offset();
         let inputs: Vec<InputRef<'_>> = views
             .iter()
             .map(|v| InputRef {
                 offset: v.offset,
                 timestamp: v.timestamp,
                 key: v.key,
-                value: v.value,
+                value: v.value_bytes(),
                 headers: &v.headers,
             })
             .collect();
         let mut out = Processed {
             count: views.len(),
-            next_offset: views.last().map_or(from, |v| v.offset + 1),
+            next_offset,
             offsets: views.iter().map(|v| v.offset).collect(),
             emitted: Vec::new(),
             failed: Vec::new(),
@@ -270,7 +243,7 @@ impl Ctx {
                 if !p.failed.iter().any(|f| f.index == index) {
                     let record = NewRecord {
                         key: None,
-                        value: Vec::new(),
+                        value: Some(Vec::new()),
                         headers: Vec::new(),
                         timestamp: None,
                     };
@@ -350,33 +323,10 @@ impl Ctx {
     }
 }
 
-/// Appends records to `topic`: key hash for keyed records, the request-rotation partition
-/// for the rest; durable under the topic's policy when it returns.
+/// Appends records to `topic` (key hash, else one partition for the call); durable under the
+/// topic's policy when it returns.
 pub async fn append(topic: &Arc<Topic>, records: Vec<NewRecord>) -> Result<(), TopicError> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let n = topic.partitions.len() as u32;
-    let spread = topic.next_spread_partition();
-    let mut groups: BTreeMap<u32, Vec<NewRecord>> = BTreeMap::new();
-    let (count, bytes) = (
-        records.len() as u64,
-        records.iter().map(|r| r.payload_bytes() as u64).sum::<u64>(),
-    );
-    for r in records {
-        let p = r.key.as_deref().map_or(spread, |k| partitioner::for_key(k, n));
-        groups.entry(p).or_default().push(r);
-    }
-    let appends = groups.into_iter().map(|(p, rs)| {
-        let partition = Arc::clone(&topic.partitions[p as usize]);
-        async move { partition.append(rs).await }
-    });
-    for r in futures::future::join_all(appends).await {
-        r?;
-    }
-    topic.counters.records_in.inc_by(count);
-    topic.counters.bytes_in.inc_by(bytes);
-    Ok(())
+    topic.append(records, AppendMode::Plain).await.map(|_| ())
 }
 
 /// The loop of one input partition. Ends when the processor stops, fails, or its input goes.
@@ -420,7 +370,8 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             continue;
         }
         hw_changes.borrow_and_update();
-        let (start, hw) = partition.bounds();
+        let (start, _) = partition.bounds();
+        let hw = partition.end(Isolation::ReadCommitted);
         if next < start {
             ctx.status.log(
                 "warn",
@@ -470,7 +421,7 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             }
             continue;
         }
-        let bytes = match partition.read(next, READ_BYTES).await {
+        let chunk = match partition.read(next, READ_BYTES, Isolation::ReadCommitted).await {
             Ok(b) => b,
             Err(e) => {
                 ctx.status
@@ -485,7 +436,7 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             biased;
             () = ctx.stop.cancelled() => None,
             _ = paused.changed() => Some(None),
-            r = ctx.process(id, &mut guest, &bytes, next) => Some(Some(r)),
+            r = ctx.process(id, &mut guest, &chunk) => Some(Some(r)),
         };
         if !had_instance && guest.is_some() {
             held_since = Instant::now();

@@ -6,8 +6,10 @@
 //! `DATA/staging/` and renames it into place; deletion renames it to `DATA/trash/` first, so a
 //! crash never leaves half a topic behind.
 
+mod append;
 pub mod partition;
 pub mod partitioner;
+pub mod reader;
 pub mod spec;
 mod store;
 mod writer;
@@ -25,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::log::{FsRef, LogConfig, LogError, PartitionLog, RealFs};
 use crate::metrics::{Metrics, TopicCounters};
-pub use partition::{Partition, PartitionStats};
+pub use append::{AppendMode, Placed};
+pub use partition::{Chunk, Isolation, Partition, PartitionStats};
 pub use spec::{FsyncPolicy, TopicConfig};
 
 /// Append requests that may wait for a partition's writer before producers feel backpressure.
@@ -76,6 +79,12 @@ pub enum TopicError {
     },
     #[error("{0}")]
     Exhausted(String),
+    #[error("cannot write to topic '{topic}' partition {partition}: {detail}")]
+    Fenced {
+        topic: String,
+        partition: u32,
+        detail: String,
+    },
     #[error("storage error")]
     Log(#[source] Arc<LogError>),
     #[error("the broker is shutting down")]

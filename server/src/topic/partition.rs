@@ -8,13 +8,42 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::TopicError;
-use crate::log::{LogError, NewRecord, PartitionLog};
+use crate::log::batch::{BatchKind, Producer};
+use crate::log::{AbortedTxn, LogError, NewRecord, PartitionLog};
 
 /// One producer's records for this partition, waiting for the writer.
 #[derive(Debug)]
 pub struct AppendRequest {
     pub records: Vec<NewRecord>,
+    pub kind: BatchKind,
+    /// For an ABORT marker of a transaction a crash left open: where it began.
+    pub aborted_from: Option<u64>,
     pub reply: oneshot::Sender<Result<u64, TopicError>>,
+}
+
+/// How much of a partition a reader sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Records of committed transactions and records outside transactions, up to the last
+    /// stable offset (the default).
+    #[default]
+    ReadCommitted,
+    /// Everything up to the high watermark, open and aborted transactions included.
+    ReadUncommitted,
+}
+
+/// Whole batches read from a partition, and what a reader needs to tell which of their
+/// records it may see (see [`super::reader`]).
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub bytes: Vec<u8>,
+    /// The offset asked for: records below it are not the reader's.
+    pub from: u64,
+    /// Records at or past it are not visible (the last stable offset or the high watermark).
+    pub limit: u64,
+    /// Aborted transactions overlapping the chunk (none for read-uncommitted).
+    pub aborted: Vec<AbortedTxn>,
 }
 
 /// Figures of the log kept outside its lock, so that describing a topic or answering a
@@ -31,6 +60,7 @@ struct Figures {
 pub struct PartitionStats {
     pub log_start_offset: u64,
     pub high_watermark: u64,
+    pub last_stable_offset: u64,
     pub size_bytes: u64,
     pub segments: u64,
 }
@@ -41,6 +71,8 @@ pub struct Partition {
     pub topic: String,
     log: RwLock<PartitionLog>,
     high_watermark: watch::Sender<u64>,
+    /// The last stable offset, moved with the high watermark (a marker is an append).
+    stable: AtomicU64,
     figures: Figures,
     writer: mpsc::Sender<AppendRequest>,
     /// Set when an fsync failed: what is on disk is no longer known, so appends stop.
@@ -56,6 +88,7 @@ impl Partition {
             id,
             topic,
             high_watermark: watch::Sender::new(hw),
+            stable: AtomicU64::new(log.stable_offset()),
             figures: Figures::default(),
             writer,
             failed: AtomicBool::new(false),
@@ -91,7 +124,13 @@ impl Partition {
         self.high_watermark.subscribe()
     }
 
-    pub(super) fn set_high_watermark(&self, hw: u64) {
+    /// One past the last record readers of committed records may see.
+    pub fn stable_offset(&self) -> u64 {
+        self.stable.load(Ordering::SeqCst).min(self.high_watermark())
+    }
+
+    pub(super) fn set_high_watermark(&self, hw: u64, stable: u64) {
+        self.stable.store(stable, Ordering::SeqCst);
         self.high_watermark.send_if_modified(|cur| {
             let moved = hw != *cur;
             *cur = hw;
@@ -110,6 +149,58 @@ impl Partition {
     /// Appends `records` as one batch and returns its base offset once the topic's fsync policy
     /// holds for it.
     pub async fn append(&self, records: Vec<NewRecord>) -> Result<u64, TopicError> {
+        self.append_as(records, BatchKind::Plain, None).await
+    }
+
+    /// Appends `records` to `producer`'s open transaction (opening it here if needed).
+    pub async fn append_transactional(&self, records: Vec<NewRecord>, producer: Producer) -> Result<u64, TopicError> {
+        self.append_as(records, BatchKind::Transactional(producer), None).await
+    }
+
+    /// Ends `producer`'s transaction here with a COMMIT or ABORT marker; returns its offset.
+    /// `aborted_from`: where a transaction a crash left open began (see
+    /// [`Self::unclosed_transaction`]).
+    pub async fn append_marker(
+        &self,
+        producer: Producer,
+        commit: bool,
+        aborted_from: Option<u64>,
+    ) -> Result<u64, TopicError> {
+        self.append_as(Vec::new(), BatchKind::Marker { producer, commit }, aborted_from)
+            .await
+    }
+
+    /// Fences `producer`'s older epochs here: their appends are refused from now on.
+    pub fn fence(&self, producer: Producer) {
+        self.log_mut().fence(producer);
+    }
+
+    /// Where `producer_id`'s transaction that no marker closed begins, scanning from `from`
+    /// (off the async threads). See [`PartitionLog::unclosed_transaction`].
+    pub async fn unclosed_transaction(
+        self: &Arc<Self>,
+        producer_id: i64,
+        from: u64,
+    ) -> Result<Option<u64>, TopicError> {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let log = me.log();
+            if let Some(first) = log.open_transaction(producer_id) {
+                return Ok(Some(first));
+            }
+            log.unclosed_transaction(producer_id, from)
+        })
+        .await
+        .map_err(|_| TopicError::ShuttingDown)?
+        .map_err(TopicError::from)
+    }
+
+    async fn append_as(
+        &self,
+        records: Vec<NewRecord>,
+        kind: BatchKind,
+        aborted_from: Option<u64>,
+    ) -> Result<u64, TopicError> {
         if self.failed.load(Ordering::SeqCst) {
             return Err(self.storage_failed());
         }
@@ -122,7 +213,12 @@ impl Partition {
             }
         };
         self.writer
-            .send(AppendRequest { records, reply })
+            .send(AppendRequest {
+                records,
+                kind,
+                aborted_from,
+                reply,
+            })
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
@@ -136,15 +232,35 @@ impl Partition {
         }
     }
 
-    /// Reads whole batches from `offset` on (see [`PartitionLog::read`]) off the async threads.
-    pub async fn read(self: &Arc<Self>, offset: u64, max_bytes: usize) -> Result<Vec<u8>, TopicError> {
+    /// Reads whole batches from `offset` on (see [`PartitionLog::read`]) off the async threads,
+    /// with what `isolation` lets a reader see of them.
+    pub async fn read(
+        self: &Arc<Self>,
+        offset: u64,
+        max_bytes: usize,
+        isolation: Isolation,
+    ) -> Result<Chunk, TopicError> {
         let me = Arc::clone(self);
         let read = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            me.log().read(offset, max_bytes, &mut out).map(|()| out)
+            let log = me.log();
+            let mut bytes = Vec::new();
+            log.read(offset, max_bytes, &mut bytes)?;
+            let (limit, aborted) = match isolation {
+                Isolation::ReadUncommitted => (log.high_watermark(), Vec::new()),
+                Isolation::ReadCommitted => {
+                    let limit = log.stable_offset();
+                    (limit, log.aborted_between(offset, limit))
+                }
+            };
+            Ok(Chunk {
+                bytes,
+                from: offset,
+                limit,
+                aborted,
+            })
         });
         match read.await {
-            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Ok(chunk)) => Ok(chunk),
             Ok(Err(LogError::OffsetOutOfRange {
                 offset,
                 log_start_offset,
@@ -156,6 +272,14 @@ impl Partition {
             }),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(TopicError::ShuttingDown),
+        }
+    }
+
+    /// The end a reader with `isolation` reads to: the last stable offset or the high watermark.
+    pub fn end(&self, isolation: Isolation) -> u64 {
+        match isolation {
+            Isolation::ReadCommitted => self.stable_offset(),
+            Isolation::ReadUncommitted => self.high_watermark(),
         }
     }
 
@@ -172,6 +296,7 @@ impl Partition {
         PartitionStats {
             log_start_offset: f.log_start_offset.load(Ordering::Relaxed).min(high_watermark),
             high_watermark,
+            last_stable_offset: self.stable_offset(),
             size_bytes: f.size_bytes.load(Ordering::Relaxed),
             segments: f.segments.load(Ordering::Relaxed),
         }

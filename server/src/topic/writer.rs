@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::partition::{AppendRequest, Partition};
 use super::spec::FsyncPolicy;
 use super::{TopicError, now_ms};
-use crate::log::LogError;
+use crate::log::batch::BatchKind;
+use crate::log::{Group, LogError};
 use crate::metrics::Metrics;
 
 /// Requests one group may gather: bounds the latency a group adds to its first request.
@@ -102,8 +103,24 @@ async fn commit(
     let p = Arc::clone(partition);
     let m = Arc::clone(metrics);
     let work = tokio::task::spawn_blocking(move || {
-        let groups: Vec<&[_]> = group.iter().map(|r| r.records.as_slice()).collect();
-        let appended = p.log_mut().append(&groups, now_ms());
+        let mut log = p.log_mut();
+        // A fenced producer's request fails alone; the others of the group go on.
+        let fenced: Vec<Option<TopicError>> = group
+            .iter()
+            .map(|r| log.check_producer(&r.kind).err().map(|e| fenced_error(&p, e)))
+            .collect();
+        let groups: Vec<Group<'_>> = group
+            .iter()
+            .zip(&fenced)
+            .filter(|(_, f)| f.is_none())
+            .map(|(r, _)| Group {
+                records: &r.records,
+                kind: r.kind,
+                aborted_from: r.aborted_from,
+            })
+            .collect();
+        let appended = log.append_groups(&groups, now_ms());
+        drop(log);
         let result = match appended {
             Ok(a) if policy == FsyncPolicy::Always => {
                 let started = Instant::now();
@@ -132,19 +149,25 @@ async fn commit(
             let mut log = p.log_mut();
             if result.is_ok() {
                 log.publish();
-                p.set_high_watermark(log.high_watermark());
+                p.set_high_watermark(log.high_watermark(), log.stable_offset());
             }
             p.refresh(&log);
         }
-        (group, result)
+        (group, fenced, result)
     });
-    let Ok((group, result)) = work.await else { return false };
+    let Ok((group, fenced, result)) = work.await else {
+        return false;
+    };
     match result {
         Ok(bases) => {
             let mut bases = bases.into_iter();
-            for req in group {
-                // Empty requests get the current end; they wrote nothing.
-                let base = if req.records.is_empty() {
+            for (req, fenced) in group.into_iter().zip(fenced) {
+                if let Some(e) = fenced {
+                    let _ = req.reply.send(Err(e));
+                    continue;
+                }
+                // Empty requests (not markers) get the current end; they wrote nothing.
+                let base = if req.records.is_empty() && !matches!(req.kind, BatchKind::Marker { .. }) {
                     partition.high_watermark()
                 } else {
                     bases.next().unwrap_or_default()
@@ -154,11 +177,19 @@ async fn commit(
             policy == FsyncPolicy::Interval
         }
         Err(e) => {
-            for req in group {
-                let _ = req.reply.send(Err(e.clone()));
+            for (req, fenced) in group.into_iter().zip(fenced) {
+                let _ = req.reply.send(Err(fenced.unwrap_or_else(|| e.clone())));
             }
             false
         }
+    }
+}
+
+fn fenced_error(p: &Partition, e: LogError) -> TopicError {
+    TopicError::Fenced {
+        topic: p.topic.clone(),
+        partition: p.id,
+        detail: e.to_string(),
     }
 }
 

@@ -466,7 +466,7 @@ pub fn decode_packed(out: &[u8], inputs: usize, output_bytes_max: usize) -> Resu
             output: r.output,
             record: NewRecord {
                 key: r.key.map(<[u8]>::to_vec),
-                value: r.value.to_vec(),
+                value: Some(r.value.to_vec()),
                 headers: r.headers.iter().map(|(n, v)| (n.to_owned(), v.to_vec())).collect(),
                 timestamp: None,
             },
@@ -504,7 +504,7 @@ fn from_typed(
             output: r.output,
             record: NewRecord {
                 key: r.key,
-                value: r.value,
+                value: Some(r.value),
                 headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
                 timestamp: None,
             },

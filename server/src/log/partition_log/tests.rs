@@ -1,5 +1,5 @@
 use super::*;
-use crate::log::batch::records;
+use crate::log::batch::{BatchKind, Producer, records};
 use crate::log::recovery_point::RecoveryPoint;
 
 fn real() -> crate::log::FsRef {
@@ -18,7 +18,7 @@ fn config(segment_bytes: u64) -> LogConfig {
 fn rec(i: u64) -> NewRecord {
     NewRecord {
         key: Some(format!("k{i}").into_bytes()),
-        value: format!("value-{i:05}-{}", "x".repeat(40)).into_bytes(),
+        value: Some(format!("value-{i:05}-{}", "x".repeat(40)).into_bytes()),
         headers: vec![("n".into(), i.to_string().into_bytes())],
         timestamp: Some(1_000_000 + i as i64),
     }
@@ -54,7 +54,7 @@ fn read_all(log: &PartitionLog, from: u64) -> Vec<(u64, Vec<u8>)> {
                 let r = r.unwrap();
                 if r.offset >= next {
                     assert_eq!(r.offset, next, "offsets are contiguous");
-                    out.push((r.offset, r.value.to_vec()));
+                    out.push((r.offset, r.value_bytes().to_vec()));
                     next += 1;
                 }
             }
@@ -76,9 +76,9 @@ fn consume_across_segment_roll_returns_contiguous_offsets() {
     );
     let got = read_all(&log, 0);
     assert_eq!(got.len(), 300);
-    assert_eq!(got[299].1, rec(299).value);
+    assert_eq!(got[299].1, rec(299).value.unwrap());
     // A read from the middle of a batch in the middle of a segment starts at that record.
-    assert_eq!(read_all(&log, 123)[0], (123, rec(123).value));
+    assert_eq!(read_all(&log, 123)[0], (123, rec(123).value.unwrap()));
 }
 
 #[test]
@@ -283,7 +283,7 @@ fn recovery_starts_at_the_recovery_point_and_still_cuts_a_torn_tail() {
     assert_eq!(log.high_watermark(), survive);
     let got = read_all(&log, 0);
     assert_eq!(got.len() as u64, survive);
-    assert_eq!(got[299].1, rec(299).value);
+    assert_eq!(got[299].1, rec(299).value.unwrap());
     for start in [0, 150, 298, 299, 300, 301, 359] {
         assert_eq!(read_all(&log, start)[0].0, start, "read from {start}");
     }
@@ -360,7 +360,7 @@ fn a_big_group_is_stored_as_batches_of_at_most_a_mebibyte_with_contiguous_offset
     let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 30), true).unwrap();
     let big: Vec<NewRecord> = (0..40)
         .map(|i| NewRecord {
-            value: vec![b'x'; 100_000 + i],
+            value: Some(vec![b'x'; 100_000 + i]),
             ..rec(i as u64)
         })
         .collect();
@@ -380,6 +380,144 @@ fn a_big_group_is_stored_as_batches_of_at_most_a_mebibyte_with_contiguous_offset
     let all = read_all(&log, 0);
     assert_eq!(all.len(), 41);
     assert_eq!(all.iter().map(|r| r.0).collect::<Vec<_>>(), (0..41).collect::<Vec<_>>());
+}
+
+fn txn_append(log: &mut PartitionLog, kind: BatchKind, records: &[NewRecord]) -> u64 {
+    log.check_producer(&kind).unwrap();
+    let a = log
+        .append_groups(
+            &[Group {
+                records,
+                kind,
+                aborted_from: None,
+            }],
+            0,
+        )
+        .unwrap();
+    log.publish();
+    a.base_offsets[0]
+}
+
+#[test]
+fn an_open_transaction_holds_the_last_stable_offset_until_its_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 20), true).unwrap();
+    let p = Producer { id: 3, epoch: 0 };
+    fill(&mut log, 0, 2, 2);
+    assert_eq!(log.stable_offset(), 2);
+    let first = txn_append(&mut log, BatchKind::Transactional(p), &[rec(2), rec(3)]);
+    assert_eq!(first, 2);
+    fill(&mut log, 4, 3, 3);
+    assert_eq!(
+        (log.high_watermark(), log.stable_offset()),
+        (7, 2),
+        "held at the open transaction"
+    );
+    txn_append(&mut log, BatchKind::Transactional(p), &[rec(7)]);
+    assert_eq!(log.stable_offset(), 2);
+    let marker = txn_append(
+        &mut log,
+        BatchKind::Marker {
+            producer: p,
+            commit: true,
+        },
+        &[],
+    );
+    assert_eq!(marker, 8);
+    assert_eq!((log.high_watermark(), log.stable_offset()), (9, 9));
+    assert!(log.aborted().is_empty(), "a commit is not indexed");
+}
+
+#[test]
+fn an_abort_is_indexed_durably_and_a_reopened_log_still_knows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Producer { id: 4, epoch: 1 };
+    {
+        let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 20), true).unwrap();
+        fill(&mut log, 0, 1, 1);
+        txn_append(&mut log, BatchKind::Transactional(p), &[rec(1), rec(2)]);
+        fill(&mut log, 3, 1, 1);
+        txn_append(
+            &mut log,
+            BatchKind::Marker {
+                producer: p,
+                commit: false,
+            },
+            &[],
+        );
+        assert_eq!(log.stable_offset(), 5);
+    }
+    let (log, _) = PartitionLog::open(&real(), dir.path(), config(1 << 20), false).unwrap();
+    assert_eq!(
+        log.aborted_between(0, 5),
+        [crate::log::AbortedTxn {
+            producer_id: 4,
+            first_offset: 1,
+            last_offset: 4
+        }]
+    );
+    assert!(log.aborted_between(5, 9).is_empty());
+}
+
+#[test]
+fn a_transaction_a_crash_left_open_is_found_from_a_lower_bound_and_aborted_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Producer { id: 9, epoch: 0 };
+    let q = Producer { id: 10, epoch: 0 };
+    {
+        let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(600), true).unwrap();
+        txn_append(&mut log, BatchKind::Transactional(p), &[rec(0)]);
+        txn_append(
+            &mut log,
+            BatchKind::Marker {
+                producer: p,
+                commit: true,
+            },
+            &[],
+        );
+        fill(&mut log, 2, 20, 2);
+        txn_append(&mut log, BatchKind::Transactional(q), &[rec(22)]);
+        txn_append(&mut log, BatchKind::Transactional(p), &[rec(23)]);
+        fill(&mut log, 24, 20, 2);
+        txn_append(&mut log, BatchKind::Transactional(p), &[rec(44)]);
+        assert!(log.segment_count() > 2, "the open transaction spans segments");
+    }
+    // Reopened, the log does not know what was open: the producer's own record of where it
+    // wrote (a lower bound) finds it.
+    let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(600), false).unwrap();
+    assert_eq!(log.stable_offset(), log.high_watermark());
+    assert_eq!(log.open_transaction(9), None);
+    assert_eq!(
+        log.unclosed_transaction(9, 0).unwrap(),
+        Some(23),
+        "after its last marker"
+    );
+    assert_eq!(log.unclosed_transaction(9, 30).unwrap(), Some(44), "from a later bound");
+    assert_eq!(log.unclosed_transaction(10, 0).unwrap(), Some(22));
+    assert_eq!(log.unclosed_transaction(77, 0).unwrap(), None);
+    let kind = BatchKind::Marker {
+        producer: Producer { id: 9, epoch: 1 },
+        commit: false,
+    };
+    log.check_producer(&kind).unwrap();
+    log.append_groups(
+        &[Group {
+            records: &[],
+            kind,
+            aborted_from: Some(23),
+        }],
+        0,
+    )
+    .unwrap();
+    log.publish();
+    assert_eq!(log.aborted()[0].first_offset, 23);
+    assert_eq!(log.unclosed_transaction(9, 0).unwrap(), None);
+    // The abort bumped the epoch: the zombie of epoch 0 is fenced.
+    let zombie = BatchKind::Transactional(p);
+    assert!(matches!(
+        log.check_producer(&zombie),
+        Err(LogError::Fenced { current_epoch: 1, .. })
+    ));
 }
 
 mod properties {
@@ -438,7 +576,8 @@ mod properties {
             prop_assert_eq!(got.len() as u64, expect);
             for (i, (offset, value)) in got.iter().enumerate() {
                 prop_assert_eq!(*offset, i as u64);
-                prop_assert_eq!(value, &rec(i as u64).value);
+                let want = rec(i as u64).value.unwrap_or_default();
+                prop_assert_eq!(value, &want);
             }
         }
     }
