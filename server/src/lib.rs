@@ -6,6 +6,7 @@
 //! - [`http`]: `router(state)`, the accept loop, handlers, SSE, the one `ApiError`.
 //! - [`auth`]: tokens, rights and SSE tickets; the front ends ask it who a request is.
 //! - [`processor`]: module store, deployments, runners (read, call the guest, append, commit).
+//! - [`group`]: committed offsets (the offset store); processors' tasks commit through it.
 //! - [`topic`]: the `Topics` handle, partitions, the group-commit writers, metadata on disk.
 //! - [`log`]: one partition's segments, batch codec, indexes, recovery, retention, transactions.
 //! - [`record`]: the record types every layer shares.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod durable;
+pub mod group;
 pub mod http;
 pub mod log;
 pub mod metrics;

@@ -263,10 +263,12 @@ impl Api {
                 .await;
             assert_eq!(status, StatusCode::OK, "{page}");
             let records = page["records"].as_array().unwrap().clone();
-            if records.is_empty() {
+            let next = page["next_offset"].as_u64().unwrap();
+            // A page of transaction markers only has no records but moves on.
+            if records.is_empty() && next == offset {
                 return out;
             }
-            offset = page["next_offset"].as_u64().unwrap();
+            offset = next;
             out.extend(records);
         }
     }

@@ -26,7 +26,7 @@ async fn create_list_describe_and_delete_a_topic() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         t["partitions"][2],
-        json!({"partition": 2, "log_start_offset": 0, "high_watermark": 0, "size_bytes": 0, "segments": 1})
+        json!({"partition": 2, "log_start_offset": 0, "high_watermark": 0, "last_stable_offset": 0, "size_bytes": 0, "segments": 1})
     );
 
     let (status, _) = env.api.call(Method::DELETE, "/v1/topics/orders", None).await;
@@ -82,7 +82,12 @@ async fn invalid_topic_names_are_400_and_never_touch_a_path() {
         );
     }
     let topics_dir = env.server.data_dir.join("topics");
-    assert_eq!(std::fs::read_dir(&topics_dir).unwrap().count(), 0);
+    let made: Vec<_> = std::fs::read_dir(&topics_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "__weir_offsets")
+        .collect();
+    assert_eq!(made, Vec::<String>::new(), "only the broker's offset store");
     assert!(!env.server.data_dir.join("escape").exists());
     assert!(!env.server.data_dir.parent().unwrap().join("escape").exists());
 }
@@ -131,4 +136,47 @@ async fn every_endpoint_of_an_unknown_topic_is_404_topic_not_found() {
         )
         .await;
     assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "topic_not_found"));
+}
+
+#[tokio::test]
+async fn the_brokers_own_topics_are_readable_but_not_created_written_or_deleted_over_the_api() {
+    let env = Env::start();
+    env.api.create_topic("mine", 1).await;
+    let (_, list) = env.api.get("/v1/topics").await;
+    let names: Vec<&str> = list["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mine"], "internal topics are not listed by default");
+    let (_, all) = env.api.get("/v1/topics?internal=true").await;
+    let offsets = all["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "__weir_offsets")
+        .expect("the offset store is listed when asked for");
+    assert_eq!(offsets["internal"], true);
+    assert_eq!(offsets["config"]["cleanup_policy"], "compact");
+    let (status, _) = env.api.get("/v1/topics/__weir_offsets/partitions/0/records").await;
+    assert_eq!(status, StatusCode::OK, "readable");
+    for (method, path, body) in [
+        (Method::POST, "/v1/topics", Some(json!({"name": "__mine"}))),
+        (
+            Method::POST,
+            "/v1/topics/__weir_offsets/records",
+            Some(json!({"records": [{"value": "x"}]})),
+        ),
+        (Method::DELETE, "/v1/topics/__weir_offsets", None),
+    ] {
+        let (status, code) = env.api.error_code(method.clone(), path, body).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::FORBIDDEN, "internal_topic"),
+            "{method} {path}"
+        );
+    }
+    let (status, _) = env.api.get("/v1/topics/__weir_offsets").await;
+    assert_eq!(status, StatusCode::OK, "still there");
 }

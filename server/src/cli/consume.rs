@@ -85,7 +85,9 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                     args.topic
                 );
                 let page = client.json(client.request(Method::GET, &path)).await?;
-                let end = *end.get_or_insert(page["high_watermark"].as_u64().unwrap_or(0));
+                // Committed records end at the last stable offset (an open transaction).
+                let stable = page["last_stable_offset"].as_u64().or(page["high_watermark"].as_u64());
+                let end = *end.get_or_insert(stable.unwrap_or(0));
                 for r in page["records"].as_array().into_iter().flatten() {
                     if r["offset"].as_u64().unwrap_or(0) >= end {
                         break;
@@ -95,7 +97,9 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                     }
                 }
                 let next = page["next_offset"].as_u64().unwrap_or(end);
-                if next >= end || page["records"].as_array().is_none_or(Vec::is_empty) {
+                // A page of transaction markers only has no records but moves on.
+                let stalled = page["records"].as_array().is_none_or(Vec::is_empty) && offset == next.to_string();
+                if next >= end || stalled {
                     break;
                 }
                 offset = next.to_string();

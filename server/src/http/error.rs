@@ -122,6 +122,7 @@ fn topic_status(e: &TopicError) -> (StatusCode, &'static str) {
         TopicError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_topic_name"),
         TopicError::InvalidConfig(_) => (StatusCode::BAD_REQUEST, "invalid_topic_config"),
         TopicError::Exists(_) => (StatusCode::CONFLICT, "topic_exists"),
+        TopicError::Internal(_) => (StatusCode::FORBIDDEN, "internal_topic"),
         TopicError::NotFound(_) | TopicError::Deleted(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
         TopicError::Busy { .. } => (StatusCode::CONFLICT, "topic_busy"),
         TopicError::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),

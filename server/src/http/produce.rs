@@ -46,6 +46,9 @@ pub async fn produce(
     body: Body,
 ) -> Result<(StatusCode, Json<ProduceResponse>), ApiError> {
     principal.require(Resource::Topic, &topic, Action::Write)?;
+    if crate::topic::spec::is_internal(&topic) {
+        return Err(crate::topic::TopicError::Internal(topic).into());
+    }
     let topic = state.topics.get(&topic)?;
     let read = read_body(&state, body, BodyKind::Api).await?;
     let body = &read.bytes;

@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::guard::{BodyKind, read_body};
 use super::{ApiError, ApiPath, AppState};
 use crate::auth::{Action, Principal, Resource};
-use crate::topic::{FsyncPolicy, Topic};
+use crate::topic::{CleanupPolicy, FsyncPolicy, Topic};
 
 /// `POST /v1/topics` body. Unset settings come from the server's defaults.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -31,6 +32,8 @@ pub struct CreateTopic {
     segment_ms: Option<i64>,
     fsync: Option<FsyncPolicy>,
     fsync_interval_ms: Option<u64>,
+    cleanup_policy: Option<CleanupPolicy>,
+    delete_retention_ms: Option<i64>,
 }
 
 /// Distinguishes "not given" (outer `None`) from "no limit" (`null` or -1: inner `None`).
@@ -44,6 +47,9 @@ pub struct PartitionInfo {
     partition: u32,
     log_start_offset: u64,
     high_watermark: u64,
+    /// One past the last record readers of committed records may see (the first offset of
+    /// the oldest open transaction, or the high watermark).
+    last_stable_offset: u64,
     size_bytes: u64,
     segments: u64,
 }
@@ -53,6 +59,8 @@ pub struct TopicInfo {
     name: String,
     /// This incarnation of the name: a topic deleted and created again gets a new one.
     id: String,
+    /// One of the broker's own topics (offset store, state changelogs): readable, not writable.
+    internal: bool,
     created_ms: i64,
     config: crate::topic::TopicConfig,
     partitions: Vec<PartitionInfo>,
@@ -68,6 +76,7 @@ fn describe_topic(topic: &Arc<Topic>) -> TopicInfo {
                 partition: p.id,
                 log_start_offset: s.log_start_offset,
                 high_watermark: s.high_watermark,
+                last_stable_offset: s.last_stable_offset,
                 size_bytes: s.size_bytes,
                 segments: s.segments,
             }
@@ -76,6 +85,7 @@ fn describe_topic(topic: &Arc<Topic>) -> TopicInfo {
     TopicInfo {
         name: topic.name.clone(),
         id: topic.id.clone(),
+        internal: crate::topic::spec::is_internal(&topic.name),
         created_ms: topic.created_ms,
         config: topic.config.clone(),
         partitions,
@@ -124,6 +134,12 @@ pub async fn create(
     if let Some(i) = req.fsync_interval_ms {
         config.fsync_interval_ms = i;
     }
+    if let Some(c) = req.cleanup_policy {
+        config.cleanup_policy = c;
+    }
+    if let Some(d) = req.delete_retention_ms {
+        config.delete_retention_ms = d;
+    }
     let topics = state.topics.clone();
     let name = req.name.clone();
     let topic = tokio::task::spawn_blocking(move || topics.create(&name, config))
@@ -137,16 +153,31 @@ pub struct TopicList {
     topics: Vec<TopicInfo>,
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Also list the broker's own topics (`__weir_offsets`, state changelogs).
+    internal: Option<bool>,
+}
+
 /// The topics the caller has any right on.
-#[utoipa::path(get, path = "/v1/topics", tag = "topics",
+#[utoipa::path(get, path = "/v1/topics", tag = "topics", params(ListQuery),
     responses((status = 200, description = "Topics", body = TopicList), super::openapi::CommonErrors))]
-pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<TopicList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<TopicList>, ApiError> {
     principal.require_any(Resource::Topic, Action::Any)?;
+    let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let internal = q.internal.unwrap_or(false);
     Ok(Json(TopicList {
         topics: state
             .topics
             .list()
             .iter()
+            .filter(|t| internal || !crate::topic::spec::is_internal(&t.name))
             .filter(|t| principal.sees(Resource::Topic, &t.name))
             .map(describe_topic)
             .collect(),

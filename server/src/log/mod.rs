@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 pub use batch::{NewRecord, RecordView};
 pub use fs::{FsRef, RealFs};
-pub use partition_log::{Group, LogConfig, PartitionLog};
+pub use partition_log::{Group, LogConfig, PartitionLog, Unclosed};
 pub use recovery_point::RecoveryPoint;
 pub use segment::Recovery;
 pub use txn::AbortedTxn;

@@ -69,6 +69,15 @@ impl<'a> Group<'a> {
     }
 }
 
+/// What [`PartitionLog::unclosed_transaction`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unclosed {
+    /// The first offset of the producer's transaction that no marker closed.
+    pub first: Option<u64>,
+    /// Whether a marker of the producer lies in the range looked at.
+    pub marker_seen: bool,
+}
+
 /// What one append wrote: the base offset of each record group, in order.
 #[derive(Debug)]
 pub struct Appended {
@@ -319,10 +328,12 @@ impl PartitionLog {
 
     /// Where a transaction of `producer_id` that no marker closed begins, looking at batches
     /// from `from` (clamped to the log) to the end: the first of its batches after its last
-    /// marker. Used after a crash, when the log does not know what was open.
-    pub fn unclosed_transaction(&self, producer_id: i64, from: u64) -> Result<Option<u64>, LogError> {
+    /// marker; and whether any marker of it was seen there. Used after a crash, when the log
+    /// does not know what was open.
+    pub fn unclosed_transaction(&self, producer_id: i64, from: u64) -> Result<Unclosed, LogError> {
         let mut at = from.max(self.log_start_offset());
         let mut open = None;
+        let mut marker_seen = false;
         let mut buf = Vec::new();
         while at < self.high_watermark {
             buf.clear();
@@ -341,6 +352,7 @@ impl PartitionLog {
                 }
                 if h.is_control() {
                     open = None;
+                    marker_seen = true;
                 } else if open.is_none() {
                     open = Some(h.base_offset);
                 }
@@ -349,7 +361,10 @@ impl PartitionLog {
                 break;
             }
         }
-        Ok(open)
+        Ok(Unclosed {
+            first: open,
+            marker_seen,
+        })
     }
 
     fn is_old(&self, now_ms: i64) -> bool {

@@ -50,6 +50,14 @@ fn decode_slot(b: &[u8]) -> Option<(u64, u64)> {
     ))
 }
 
+/// The offset an [`OffsetFile`] holds, without creating it: `None` if there is none.
+pub fn read_offset(path: &Path) -> Option<u64> {
+    if !path.exists() {
+        return None;
+    }
+    OffsetFile::open(path).ok()?.get()
+}
+
 impl OffsetFile {
     pub fn open(path: &Path) -> Result<Self, ProcessorError> {
         let existed = path.exists();

@@ -11,6 +11,8 @@
 //! them, before it starts their successors. Readers (status, list, logs) never wait for an
 //! operation: they read what the last one published.
 
+mod call;
+mod deliver;
 pub mod files;
 pub mod function_cache;
 mod latency;
@@ -19,6 +21,9 @@ pub mod runner;
 pub mod spec;
 mod start;
 pub mod status;
+pub mod txn;
+#[cfg(test)]
+mod txn_tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use start::{Published, Running};
 
+use crate::group::OffsetStore;
 use crate::topic::{TopicError, Topics};
 use crate::wasm::ModuleError;
 pub use modules::{ModuleInfo, ModuleStore};
@@ -136,6 +142,7 @@ type Owned = tokio::sync::OwnedMutexGuard<Option<Running>>;
 struct Inner {
     dir: PathBuf,
     topics: Topics,
+    offsets: OffsetStore,
     modules: ModuleStore,
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// Deploys hold it shared, a module delete exclusively: a module is never deleted between
@@ -152,9 +159,22 @@ impl Processors {
     pub async fn open(data_dir: &Path, topics: Topics, modules: ModuleStore) -> Result<Self, ProcessorError> {
         let dir = data_dir.join("processors");
         files::create_dir_durable(&dir)?;
+        let offsets = OffsetStore::open(&topics).await?;
+        // Before anything reads: settle every transaction a crash left open, so that no
+        // reader of committed records (a processor downstream, HTTP) takes their records.
+        for key in offsets.keys_with_prefix("processor/") {
+            if let Some(last) = offsets.get(&key) {
+                let next = crate::log::batch::Producer {
+                    id: last.producer_id,
+                    epoch: last.producer_epoch.saturating_add(1),
+                };
+                txn::recover(&offsets, &topics, &key, next).await?;
+            }
+        }
         let this = Self(Arc::new(Inner {
             dir: dir.clone(),
             topics,
+            offsets,
             modules,
             slots: Mutex::new(BTreeMap::new()),
             modules_gate: tokio::sync::RwLock::new(()),
@@ -370,7 +390,13 @@ impl Processors {
         .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?;
         slot.publish(None);
         self.forget(name, &slot);
-        removed
+        removed?;
+        // Its committed offsets go last: a crash before this leaves keys of no deployment
+        // (harmless), never a deployment without its offsets.
+        for key in self.0.offsets.keys_with_prefix(&format!("processor/{name}/")) {
+            self.0.offsets.remove(&key).await?;
+        }
+        Ok(())
     }
 
     /// Deletes a module that no deployment uses.

@@ -1,11 +1,13 @@
-//! Runs one processor: a task per input partition reads from the committed offset, calls the
-//! guest once per batch (on a blocking thread), appends the outputs, applies the error policy
-//! to failed records, then commits the input offset.
+//! Runs one processor: a task per input partition reads committed records from its committed
+//! offset, calls the guest once per batch (see [`super::call`]), applies the error policy
+//! ([`super::deliver`]), and commits.
 //!
-//! Failure isolation: when a batch call fails as a whole (a trap, or an error without a
-//! record), the batch is replayed one record at a time on a fresh instance, so only the
-//! poison records meet the policy and the good ones still go through. Traps rebuild the
-//! instance; batches that trap back to back are spaced out with exponential backoff.
+//! `exactly_once` (the default): a task gathers what its batches produce for up to
+//! `commit_interval_ms` (or until it has read everything there is), then commits it all in
+//! one transaction with the input offset ([`super::txn`]); readers of committed records see
+//! all of it or none, and a crash repeats nothing downstream. `at_least_once`: outputs are
+//! appended as each batch is done, and the offset is checkpointed every `commit_interval_ms`;
+//! after a crash the batches since the last checkpoint run again and their outputs repeat.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,12 +18,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::files::OffsetFile;
-use super::spec::{OnError, ProcessorSpec, Start};
-use super::status::{State, Status, level_name};
-use crate::log::{NewRecord, RecordView};
-use crate::topic::{AppendMode, Chunk, Isolation, Partition, Topic, TopicError};
-use crate::wasm::{CallError, CompiledModule, Emitted, Guest, InputRef, WasmRuntime};
+use super::deliver::{Counts, Delivery};
+use super::files;
+use super::spec::{Guarantee, ProcessorSpec, Start};
+use super::status::{State, Status};
+use super::txn::{Target, TaskTxn, TopicWrites};
+use crate::group::OffsetStore;
+use crate::group::offsets::task_key;
+use crate::log::NewRecord;
+use crate::topic::{AppendMode, Isolation, Partition, Topic, TopicError, Topics};
+use crate::wasm::{CompiledModule, Guest, WasmRuntime};
 
 /// Bytes of log read per batch (at most `batch_records_max` records of it are used).
 const READ_BYTES: usize = 1024 * 1024;
@@ -33,6 +39,9 @@ const INSTANCE_IDLE: Duration = Duration::from_secs(10);
 /// How long a busy partition keeps its instance while others wait for room: then, after its
 /// batch, it gives it up and queues behind them, so a busy processor cannot hold a slot forever.
 const INSTANCE_SLICE: Duration = Duration::from_secs(1);
+/// Payload bytes a task gathers for one transaction before it commits, whatever the interval:
+/// bounds the memory of an open transaction.
+const PENDING_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 /// Everything a partition task needs, shared.
 pub struct Ctx {
@@ -44,12 +53,32 @@ pub struct Ctx {
     pub input: Arc<Topic>,
     pub outputs: Vec<Arc<Topic>>,
     pub dead_letter: Option<Arc<Topic>>,
-    pub offsets_dir: PathBuf,
+    pub topics: Topics,
+    pub offsets: OffsetStore,
+    /// Where versions before the offset store kept this input incarnation's offsets.
+    pub legacy_offsets_dir: PathBuf,
     pub stop: CancellationToken,
     pub paused: watch::Receiver<bool>,
     /// The processor's share of the instance pool: at most this many of its partitions hold an
     /// instance at once.
     pub share: Arc<tokio::sync::Semaphore>,
+}
+
+impl Ctx {
+    /// Every partition a task may write to: all partitions of the outputs and the dead-letter
+    /// topic.
+    fn targets(&self) -> Vec<Target> {
+        self.outputs
+            .iter()
+            .chain(self.dead_letter.iter())
+            .flat_map(|t| {
+                (0..t.partitions.len() as u32).map(|partition| Target {
+                    topic: Arc::clone(t),
+                    partition,
+                })
+            })
+            .collect()
+    }
 }
 
 /// What one partition's runner reports while it runs.
@@ -61,296 +90,223 @@ pub struct PartitionGauges {
     pub memory_bytes: AtomicU64,
 }
 
-/// A record the processor failed on, kept whole for the dead-letter topic.
-struct Failed {
-    index: usize,
+/// Records routed to one topic's partitions.
+type Routed = BTreeMap<u32, Vec<NewRecord>>;
+
+/// What a task has gathered for its next commit.
+#[derive(Default)]
+struct Pending {
+    /// Per output topic (the dead-letter topic last).
+    writes: Vec<Routed>,
+    counts: Counts,
+    last_error: Option<String>,
+    bytes: usize,
+    /// When the first batch of it was done.
+    since: Option<Instant>,
+    /// Input offset to commit with it.
     offset: u64,
-    record: NewRecord,
-    message: String,
+    watermark: Option<i64>,
+    /// Whether a batch was added since the last commit.
+    dirty: bool,
 }
 
-/// What one batch produced, before delivery.
-struct Processed {
-    /// Input records taken from the log.
-    count: usize,
-    /// Offset after the last of them.
-    next_offset: u64,
-    /// Offset of each input record.
-    offsets: Vec<u64>,
-    emitted: Vec<Emitted>,
-    failed: Vec<Failed>,
-    traps: u32,
-}
-
-fn owned(v: &RecordView<'_>) -> NewRecord {
-    v.to_new()
-}
-
-impl Ctx {
-    async fn build_guest(&self, partition: u32) -> Result<Guest, CallError> {
-        let status = Arc::clone(&self.status);
-        let log: crate::wasm::LogSink =
-            Arc::new(move |level, line| status.log(level_name(level), Some(partition), line.to_owned()));
-        let mut guest = self
-            .runtime
-            .instantiate(
-                &self.module,
-                self.spec.limits,
-                &self.input.name,
-                log,
-                Some(Arc::clone(&self.share)),
-            )
-            .await?;
-        let config: Vec<(String, String)> = self.spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        guest.init(&config).await?;
-        Ok(guest)
+fn route(topic: &Topic, records: Vec<NewRecord>, into: &mut Routed) -> usize {
+    let spread = topic.next_spread_partition();
+    let mut bytes = 0;
+    for r in records {
+        bytes += r.payload_bytes();
+        into.entry(topic.route(None, r.key.as_deref(), spread))
+            .or_default()
+            .push(r);
     }
+    bytes
+}
 
-    async fn ensure_guest<'g>(&self, partition: u32, guest: &'g mut Option<Guest>) -> Result<&'g mut Guest, String> {
-        if guest.is_none() {
-            match self.build_guest(partition).await {
-                Ok(g) => *guest = Some(g),
-                Err(CallError::Guest { message, .. }) => return Err(format!("init rejected the config: {message}")),
-                Err(e) => return Err(format!("could not start an instance: {e}")),
-            }
+impl Pending {
+    fn new(ctx: &Ctx, offset: u64, watermark: Option<i64>) -> Self {
+        Self {
+            writes: vec![Routed::new(); ctx.outputs.len() + 1],
+            offset,
+            watermark,
+            ..Self::default()
         }
-        Ok(guest.as_mut().expect("just built"))
     }
 
-    fn note_trap(&self, partition: u32, e: &CallError) {
-        Status::add(&self.status.traps, 1);
-        self.status
-            .log("warn", Some(partition), format!("instance rebuilt after a trap: {e}"));
+    fn add(&mut self, ctx: &Ctx, d: Delivery) {
+        for (i, records) in d.outputs.into_iter().enumerate() {
+            self.bytes += route(&ctx.outputs[i], records, &mut self.writes[i]);
+        }
+        if let Some(dlq) = &ctx.dead_letter {
+            let last = self.writes.len() - 1;
+            self.bytes += route(dlq, d.letters, &mut self.writes[last]);
+        }
+        self.counts.add(&d.counts);
+        if d.last_error.is_some() {
+            self.last_error = d.last_error;
+        }
+        self.offset = d.next_offset;
+        self.since.get_or_insert_with(Instant::now);
+        self.dirty = true;
     }
 
-    /// Decodes the batch from `from` on and calls the guest, isolating failures. An `Err` is
-    /// fatal for the processor (its config was rejected, or no instance starts).
-    async fn process(&self, partition: u32, guest: &mut Option<Guest>, chunk: &Chunk) -> Result<Processed, String> {
-        let mut visible = chunk.visible();
-        let views: Vec<RecordView<'_>> = visible.by_ref().take(self.spec.batch_records_max).collect();
-        let next_offset = visible.next_offset();
-        let inputs: Vec<InputRef<'_>> = views
-            .iter()
-            .map(|v| InputRef {
-                offset: v.offset,
-                timestamp: v.timestamp,
-                key: v.key,
-                value: v.value_bytes(),
-                headers: &v.headers,
-            })
+    fn due(&self, interval: Duration) -> bool {
+        self.bytes >= PENDING_BYTES_MAX || self.since.is_some_and(|t| t.elapsed() >= interval)
+    }
+
+    /// The writes, per topic, and a fresh pending set for what follows.
+    fn take(&mut self, ctx: &Ctx) -> (Vec<TopicWrites>, Counts, Option<String>) {
+        let writes = std::mem::replace(&mut self.writes, vec![Routed::new(); ctx.outputs.len() + 1]);
+        let topics = ctx.outputs.iter().chain(ctx.dead_letter.iter());
+        let out = topics
+            .zip(writes)
+            .map(|(t, w)| (Arc::clone(t), w.into_iter().collect::<Vec<_>>()))
+            .filter(|(_, w)| !w.is_empty())
             .collect();
-        let mut out = Processed {
-            count: views.len(),
-            next_offset,
-            offsets: views.iter().map(|v| v.offset).collect(),
-            emitted: Vec::new(),
-            failed: Vec::new(),
-            traps: 0,
-        };
-        if views.is_empty() {
-            return Ok(out);
+        let counts = std::mem::take(&mut self.counts);
+        self.bytes = 0;
+        self.since = None;
+        self.dirty = false;
+        (out, counts, self.last_error.take())
+    }
+}
+
+/// The task's commits: a transaction per commit (`exactly_once`) or plain appends and
+/// checkpoints (`at_least_once`).
+struct Committer {
+    txn: TaskTxn,
+    pending: Pending,
+    committed: u64,
+    last_checkpoint: Instant,
+}
+
+impl Committer {
+    /// Commits what is pending, if anything: outputs and offset together. `visible`: wait
+    /// until readers of committed records see the outputs (else that happens while the task
+    /// goes on). `Err` is fatal.
+    async fn commit(&mut self, ctx: &Ctx, gauges: &PartitionGauges, visible: bool) -> Result<(), String> {
+        if !self.pending.dirty {
+            return Ok(());
         }
-        let started = Instant::now();
-        let result = self
-            .ensure_guest(partition, guest)
-            .await?
-            .process(partition, &inputs)
-            .await;
-        self.status.observe_call(started.elapsed().as_micros() as u64);
-        match result {
-            Ok(result) => {
-                out.emitted = result.emitted;
-                for (i, message) in result.failed {
-                    let i = i as usize;
-                    if let Some(v) = views.get(i) {
-                        out.failed.push(Failed {
-                            index: i,
-                            offset: v.offset,
-                            record: owned(v),
-                            message,
-                        });
-                    }
-                }
-            }
-            Err(e) => {
-                if e.is_trap() {
-                    *guest = None;
-                    out.traps += 1;
-                    self.note_trap(partition, &e);
-                }
-                // Replay one record at a time so only the bad ones fail.
-                for (i, input) in inputs.iter().enumerate() {
-                    let one = self
-                        .ensure_guest(partition, guest)
-                        .await?
-                        .process(partition, std::slice::from_ref(input))
-                        .await;
-                    match one {
-                        Ok(r) => {
-                            out.emitted
-                                .extend(r.emitted.into_iter().map(|e| Emitted { input: i as u32, ..e }));
-                            if let Some((_, message)) = r.failed.into_iter().next() {
-                                out.failed.push(Failed {
-                                    index: i,
-                                    offset: input.offset,
-                                    record: owned(&views[i]),
-                                    message,
-                                });
-                            }
-                        }
-                        Err(e) => {
-                            if e.is_trap() {
-                                *guest = None;
-                                out.traps += 1;
-                                self.note_trap(partition, &e);
-                            }
-                            out.failed.push(Failed {
-                                index: i,
-                                offset: input.offset,
-                                record: owned(&views[i]),
-                                message: e.to_string(),
-                            });
-                        }
-                    }
-                }
-            }
+        let (offset, watermark) = (self.pending.offset, self.pending.watermark);
+        let (writes, counts, last_error) = self.pending.take(ctx);
+        let failed = |e: TopicError| format!("could not write output: {e}");
+        self.txn.commit(writes, offset, watermark).await.map_err(failed)?;
+        if visible {
+            self.txn.settle_markers().await.map_err(failed)?;
         }
-        out.failed.sort_by_key(|f| f.index);
-        // An output keeps the timestamp of the record it came from, as in Kafka Streams.
-        for e in &mut out.emitted {
-            e.record.timestamp = views.get(e.input as usize).map(|v| v.timestamp);
-        }
-        Ok(out)
+        self.done(ctx, gauges, offset, counts, last_error);
+        Ok(())
     }
 
-    /// Appends outputs and dead letters per policy. Returns the offset to commit, and whether
-    /// the processor must stop. `Err` is fatal (an output could not be written).
-    async fn deliver(&self, partition: u32, mut p: Processed) -> Result<(u64, bool), String> {
-        // An output index the deployment does not have is the guest's error for that record.
-        let outputs = self.outputs.len() as u32;
-        let mut bad_route: BTreeMap<usize, String> = BTreeMap::new();
-        for e in &p.emitted {
-            if let Some(o) = e.output.filter(|&o| o >= outputs) {
-                bad_route
-                    .entry(e.input as usize)
-                    .or_insert_with(|| format!("emitted to output {o}, but the processor has {outputs} output(s)"));
-            }
-        }
-        if !bad_route.is_empty() {
-            p.emitted.retain(|e| !bad_route.contains_key(&(e.input as usize)));
-            for (index, message) in bad_route {
-                let offset = p.offsets[index];
-                if !p.failed.iter().any(|f| f.index == index) {
-                    let record = NewRecord {
-                        key: None,
-                        value: Some(Vec::new()),
-                        headers: Vec::new(),
-                        timestamp: None,
-                    };
-                    p.failed.push(Failed {
-                        index,
-                        offset,
-                        record,
-                        message,
-                    });
-                }
-            }
-            p.failed.sort_by_key(|f| f.index);
-        }
-        let stop_at = match self.spec.on_error {
-            OnError::Stop => p.failed.first().map(|f| f.index),
-            _ => None,
-        };
-        let mut per_output: Vec<Vec<NewRecord>> = vec![Vec::new(); self.outputs.len()];
-        for e in p.emitted {
-            if stop_at.is_some_and(|s| e.input as usize >= s) {
-                continue;
-            }
-            per_output[e.output.unwrap_or(0) as usize].push(e.record);
-        }
-        let sent: usize = per_output.iter().map(Vec::len).sum();
-        let appends = self
-            .outputs
-            .iter()
-            .zip(per_output)
-            .map(|(t, records)| append(t, records));
+    /// `at_least_once`: appends a batch's records now; the offset follows at checkpoints.
+    async fn append_now(&mut self, ctx: &Ctx, d: Delivery) -> Result<(), String> {
+        self.pending.add(ctx, d);
+        let (writes, counts, last_error) = self.pending.take(ctx);
+        self.pending.dirty = true;
+        let appends = writes
+            .into_iter()
+            .map(|(topic, groups)| async move { topic.append_to(groups, AppendMode::Plain).await });
         for r in futures::future::join_all(appends).await {
             r.map_err(|e| format!("could not write output: {e}"))?;
         }
-        Status::add(&self.status.records_out, sent as u64);
-        if let Some(s) = stop_at {
-            let f = &p.failed[0];
-            Status::add(&self.status.records_in, s as u64);
-            Status::add(&self.status.errors, 1);
-            let msg = format!("stopped at {}/{partition}@{}: {}", self.input.name, f.offset, f.message);
-            self.status.log("error", Some(partition), msg.clone());
-            // The state turns `failed` once the offset is committed (in `run_partition`), so
-            // whoever sees `failed` also sees the offset it stopped at.
-            self.status.set_error(msg, false);
-            return Ok((f.offset, true));
+        counts.apply(&ctx.status);
+        if let Some(e) = last_error {
+            ctx.status.set_error(e, false);
         }
-        Status::add(&self.status.records_in, p.count as u64);
-        Status::add(&self.status.errors, p.failed.len() as u64);
-        if let Some(last) = p.failed.last() {
-            self.status.set_error(
-                format!("{}/{partition}@{}: {}", self.input.name, last.offset, last.message),
-                false,
-            );
-        }
-        match (&self.spec.on_error, &self.dead_letter) {
-            (OnError::DeadLetter, Some(dlq)) if !p.failed.is_empty() => {
-                let n = p.failed.len() as u64;
-                let letters: Vec<NewRecord> = p.failed.into_iter().map(|f| self.dead_letter(partition, f)).collect();
-                append(dlq, letters)
-                    .await
-                    .map_err(|e| format!("could not write the dead-letter topic: {e}"))?;
-                Status::add(&self.status.dead_lettered, n);
-            }
-            _ => Status::add(&self.status.skipped, p.failed.len() as u64),
-        }
-        Ok((p.next_offset, false))
+        Ok(())
     }
 
-    fn dead_letter(&self, partition: u32, f: Failed) -> NewRecord {
-        let mut r = f.record;
-        let add = |r: &mut NewRecord, name: &str, value: String| r.headers.push((name.to_owned(), value.into_bytes()));
-        add(&mut r, "weir-processor", self.name.clone());
-        add(&mut r, "weir-error", f.message);
-        add(&mut r, "weir-source-topic", self.input.name.clone());
-        add(&mut r, "weir-source-partition", partition.to_string());
-        add(&mut r, "weir-source-offset", f.offset.to_string());
-        r
+    /// `at_least_once`: checkpoints the offset when the interval has passed (or `now`).
+    async fn checkpoint(&mut self, ctx: &Ctx, gauges: &PartitionGauges, now: bool) -> Result<(), String> {
+        let interval = Duration::from_millis(ctx.spec.commit_interval_ms);
+        if !self.pending.dirty || !(now || self.last_checkpoint.elapsed() >= interval) {
+            return Ok(());
+        }
+        let (offset, watermark) = (self.pending.offset, self.pending.watermark);
+        self.txn
+            .checkpoint(offset, watermark)
+            .await
+            .map_err(|e| format!("cannot commit the offset: {e}"))?;
+        self.pending.dirty = false;
+        self.last_checkpoint = Instant::now();
+        self.done(ctx, gauges, offset, Counts::default(), None);
+        Ok(())
+    }
+
+    fn done(&mut self, ctx: &Ctx, gauges: &PartitionGauges, offset: u64, counts: Counts, last_error: Option<String>) {
+        counts.apply(&ctx.status);
+        if let Some(e) = last_error {
+            ctx.status.set_error(e, false);
+        }
+        self.committed = offset;
+        gauges.committed.store(offset, Ordering::Relaxed);
+    }
+
+    /// Commits what is due (or everything, when `now`).
+    async fn flush(&mut self, ctx: &Ctx, gauges: &PartitionGauges, now: bool) -> Result<(), String> {
+        match ctx.spec.guarantee {
+            Guarantee::ExactlyOnce => {
+                if now || self.pending.due(Duration::from_millis(ctx.spec.commit_interval_ms)) {
+                    self.commit(ctx, gauges, now).await?;
+                }
+                Ok(())
+            }
+            Guarantee::AtLeastOnce => self.checkpoint(ctx, gauges, now).await,
+        }
     }
 }
 
-/// Appends records to `topic` (key hash, else one partition for the call); durable under the
-/// topic's policy when it returns.
-pub async fn append(topic: &Arc<Topic>, records: Vec<NewRecord>) -> Result<(), TopicError> {
-    topic.append(records, AppendMode::Plain).await.map(|_| ())
+/// Where a task with no committed offset starts.
+fn start_offset(ctx: &Ctx, partition: &Partition) -> u64 {
+    let (start, _) = partition.bounds();
+    let end = partition.end(Isolation::ReadCommitted);
+    match ctx.spec.start {
+        Start::Earliest => start,
+        Start::Latest => end,
+        Start::Offset(n) => n.clamp(start, end),
+    }
+}
+
+/// Starts the task's producer (settling what a crash left open) from its committed offset.
+async fn start_task(ctx: &Ctx, partition: &Partition) -> Result<(Committer, u64), TopicError> {
+    let id = partition.id;
+    let legacy_path = ctx.legacy_offsets_dir.join(format!("{id}.offset"));
+    let legacy = {
+        let p = legacy_path.clone();
+        tokio::task::spawn_blocking(move || files::read_offset(&p))
+            .await
+            .ok()
+            .flatten()
+    };
+    let start = legacy.unwrap_or_else(|| start_offset(ctx, partition));
+    let key = task_key(&ctx.name, id);
+    let resumed = TaskTxn::start(&ctx.offsets, &ctx.topics, &key, &ctx.input, ctx.targets(), start).await?;
+    if legacy.is_some() {
+        // Moved into the offset store with the checkpoint just written.
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(legacy_path)).await;
+    }
+    let next = resumed.offset.unwrap_or(start);
+    let committer = Committer {
+        txn: resumed.txn,
+        pending: Pending::new(ctx, next, resumed.watermark),
+        committed: next,
+        last_checkpoint: Instant::now(),
+    };
+    Ok((committer, next))
 }
 
 /// The loop of one input partition. Ends when the processor stops, fails, or its input goes.
 pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc<PartitionGauges>) {
     let id = partition.id;
-    let path = ctx.offsets_dir.join(format!("{id}.offset"));
-    let opened = tokio::task::spawn_blocking(move || OffsetFile::open(&path)).await;
-    let Ok(Ok(mut offsets)) = opened else {
-        ctx.status
-            .set_error(format!("cannot open the offset file of partition {id}"), true);
-        return;
-    };
-    let mut next = match offsets.get() {
-        Some(o) => o,
-        None => {
-            let (start, hw) = partition.bounds();
-            match ctx.spec.start {
-                Start::Earliest => start,
-                Start::Latest => hw,
-                Start::Offset(n) => n.clamp(start, hw),
-            }
+    let (mut committer, mut next) = match start_task(&ctx, &partition).await {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.status.set_error(format!("cannot start partition {id}: {e}"), true);
+            return;
         }
     };
     gauges.committed.store(next, Ordering::Relaxed);
+    let exactly_once = ctx.spec.guarantee == Guarantee::ExactlyOnce;
     let mut guest: Option<Guest> = None;
     // When the instance was made: a busy partition gives it up after a slice if others wait.
     let mut held_since = Instant::now();
@@ -358,11 +314,23 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
     let mut hw_changes = partition.watch();
     let mut paused = ctx.paused.clone();
     let mut arrivals = ctx.runtime.pool().arrivals();
+    // Whether the loop ended cleanly (what is pending may be committed).
+    let mut clean = true;
     loop {
         if ctx.stop.is_cancelled() {
             break;
         }
+        if let Err(fatal) = committer.flush(&ctx, &gauges, false).await {
+            fail(&ctx, id, fatal);
+            clean = false;
+            break;
+        }
         if *paused.borrow_and_update() {
+            if let Err(fatal) = committer.flush(&ctx, &gauges, true).await {
+                fail(&ctx, id, fatal);
+                clean = false;
+                break;
+            }
             tokio::select! {
                 r = paused.changed() => { if r.is_err() { break } }
                 () = ctx.stop.cancelled() => break,
@@ -371,7 +339,7 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
         }
         hw_changes.borrow_and_update();
         let (start, _) = partition.bounds();
-        let hw = partition.end(Isolation::ReadCommitted);
+        let end = partition.end(Isolation::ReadCommitted);
         if next < start {
             ctx.status.log(
                 "warn",
@@ -380,8 +348,14 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             );
             next = start;
         }
-        if next >= hw {
-            // Caught up: make way at once if another instance waits for room, else after a while.
+        if next >= end {
+            // Caught up: commit what was gathered, then wait. Make way at once if another
+            // instance waits for room, else after a while.
+            if let Err(fatal) = committer.flush(&ctx, &gauges, true).await {
+                fail(&ctx, id, fatal);
+                clean = false;
+                break;
+            }
             if guest.is_some() && ctx.runtime.pool().has_waiters() {
                 guest = None;
                 gauges.memory_bytes.store(0, Ordering::Relaxed);
@@ -422,10 +396,11 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             continue;
         }
         let chunk = match partition.read(next, READ_BYTES, Isolation::ReadCommitted).await {
-            Ok(b) => b,
+            Ok(c) => c,
             Err(e) => {
                 ctx.status
                     .set_error(format!("cannot read {}/{id}: {e}", ctx.input.name), true);
+                clean = false;
                 break;
             }
         };
@@ -455,34 +430,39 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
         let processed = match processed {
             Ok(p) => p,
             Err(fatal) => {
-                ctx.status.log("error", Some(id), fatal.clone());
-                ctx.status.set_error(fatal, true);
-                ctx.stop.cancel();
+                fail(&ctx, id, fatal);
+                clean = false;
                 break;
             }
         };
         let traps = processed.traps;
-        let (commit, stop) = match ctx.deliver(id, processed).await {
-            Ok(r) => r,
-            Err(fatal) => {
-                ctx.status.log("error", Some(id), fatal.clone());
-                ctx.status.set_error(fatal, true);
-                ctx.stop.cancel();
-                break;
-            }
-        };
-        let path_offsets = tokio::task::spawn_blocking(move || offsets.set(commit).map(|()| offsets)).await;
-        match path_offsets {
-            Ok(Ok(o)) => offsets = o,
-            _ => {
-                ctx.status
-                    .set_error(format!("cannot commit the offset of partition {id}"), true);
-                break;
-            }
+        if let Some(ts) = processed.max_timestamp {
+            committer.pending.watermark = Some(committer.pending.watermark.map_or(ts, |w| w.max(ts)));
         }
-        next = commit;
-        gauges.committed.store(next, Ordering::Relaxed);
-        if stop {
+        let delivery = ctx.deliver(id, processed);
+        next = delivery.next_offset;
+        let stop = delivery.stop.clone();
+        let delivered = if exactly_once {
+            committer.pending.add(&ctx, delivery);
+            Ok(())
+        } else {
+            committer.append_now(&ctx, delivery).await
+        };
+        if let Err(fatal) = delivered {
+            fail(&ctx, id, fatal);
+            clean = false;
+            break;
+        }
+        if let Some(msg) = stop {
+            // Commit up to the record it stopped at; the state turns `failed` only then, so
+            // whoever sees `failed` also sees the offset it stopped at.
+            ctx.status.log("error", Some(id), msg.clone());
+            ctx.status.set_error(msg, false);
+            if let Err(fatal) = committer.flush(&ctx, &gauges, true).await {
+                fail(&ctx, id, fatal);
+                clean = false;
+                break;
+            }
             ctx.status.set_state(State::Failed);
             ctx.stop.cancel();
             break;
@@ -504,7 +484,29 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             trap_streak = 0;
         }
     }
+    drop(guest);
+    if clean {
+        // What was processed to the end goes in; then a checkpoint, so the next start finds
+        // nothing open and scans nothing.
+        let finished = match committer.flush(&ctx, &gauges, true).await {
+            Ok(()) => {
+                let offset = committer.committed;
+                let watermark = committer.pending.watermark;
+                committer.txn.finish(offset, watermark).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = finished {
+            tracing::warn!(processor = %ctx.name, partition = id, error = %e, "could not commit on stop; the next start goes on from the last commit");
+        }
+    }
     if ctx.status.state().0 == State::Running && *ctx.paused.borrow() {
         ctx.status.set_state(State::Paused);
     }
+}
+
+fn fail(ctx: &Ctx, partition: u32, fatal: String) {
+    ctx.status.log("error", Some(partition), fatal.clone());
+    ctx.status.set_error(fatal, true);
+    ctx.stop.cancel();
 }

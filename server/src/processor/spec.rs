@@ -83,6 +83,25 @@ pub enum OnError {
     Stop,
 }
 
+/// What a processor promises about its outputs when it crashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Outputs, dead letters, state and the input offset of a commit become visible together,
+    /// or not at all: after a crash nothing repeats downstream (for readers of committed
+    /// records, the default).
+    #[default]
+    ExactlyOnce,
+    /// Outputs are appended as soon as each batch is done (visible sooner); after a crash the
+    /// batches since the last offset checkpoint run again and their outputs repeat.
+    AtLeastOnce,
+}
+
+/// Default `commit_interval_ms`: Kafka Streams' under exactly-once.
+pub const COMMIT_INTERVAL_MS_DEFAULT: u64 = 100;
+/// Largest `commit_interval_ms`.
+pub const COMMIT_INTERVAL_MS_MAX: u64 = 60_000;
+
 /// A deployment, as sent to `PUT /v1/processors/{name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -106,10 +125,22 @@ pub struct ProcessorSpec {
     pub limits: GuestLimits,
     #[serde(default = "batch_default")]
     pub batch_records_max: usize,
+    /// `exactly_once` (default) or `at_least_once`.
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// How long a task gathers outputs before it commits them (it commits at once when it has
+    /// read everything there is). Longer: fewer, larger transactions; shorter: outputs visible
+    /// sooner.
+    #[serde(default = "commit_interval_default")]
+    pub commit_interval_ms: u64,
 }
 
 fn batch_default() -> usize {
     BATCH_RECORDS_DEFAULT
+}
+
+fn commit_interval_default() -> u64 {
+    COMMIT_INTERVAL_MS_DEFAULT
 }
 
 impl ProcessorSpec {
@@ -133,6 +164,9 @@ impl ProcessorSpec {
         }
         if l.memory_bytes_max < 1024 * 1024 || l.output_bytes_max == 0 {
             return Err("limits.memory_bytes_max must be at least 1 MiB and limits.output_bytes_max positive".into());
+        }
+        if !(1..=COMMIT_INTERVAL_MS_MAX).contains(&self.commit_interval_ms) {
+            return Err(format!("commit_interval_ms must be 1 to {COMMIT_INTERVAL_MS_MAX}"));
         }
         if self.on_error != OnError::DeadLetter && self.dead_letter_topic.is_some() {
             return Err("dead_letter_topic is only used with on_error \"dead_letter\"".into());

@@ -195,7 +195,7 @@ impl Processors {
         // Committed offsets belong to one incarnation of the input topic: a topic deleted and
         // created again under the same name starts from the deployment's `start` position.
         let offsets = self.0.dir.join(name).join("offsets");
-        let offsets_dir = offsets.join(&input.id);
+        let legacy_offsets_dir = offsets.join(&input.id);
         let keep = input.id.clone();
         let made = tokio::task::spawn_blocking(move || prepare_offsets(&offsets, &keep))
             .await
@@ -215,7 +215,9 @@ impl Processors {
             input,
             outputs,
             dead_letter,
-            offsets_dir,
+            topics: self.0.topics.clone(),
+            offsets: self.0.offsets.clone(),
+            legacy_offsets_dir,
             stop,
             paused,
         }))
@@ -240,10 +242,15 @@ impl Processors {
     }
 }
 
-/// Makes `offsets/KEEP/` (durably) and removes the offsets of other incarnations. Offsets of
-/// the layout before incarnations (`offsets/P.offset`) move into `KEEP/`: they were committed
-/// against the topic that has that name now.
+/// Offsets of versions before the offset store, if the deployment has them: makes
+/// `offsets/KEEP/` (durably) and removes the offsets of other incarnations. Offsets of the
+/// layout before incarnations (`offsets/P.offset`) move into `KEEP/`: they were committed
+/// against the topic that has that name now. The tasks move what is left into the offset store.
 fn prepare_offsets(offsets: &Path, keep: &str) -> Result<(), ProcessorError> {
+    if !offsets.exists() {
+        // Deployed since offsets moved to the offset store.
+        return Ok(());
+    }
     let current = offsets.join(keep);
     files::create_dir_durable(&current)?;
     let entries = std::fs::read_dir(offsets).map_err(|e| ProcessorError::io(offsets, e))?;

@@ -29,7 +29,7 @@ use crate::log::{FsRef, LogConfig, LogError, PartitionLog, RealFs};
 use crate::metrics::{Metrics, TopicCounters};
 pub use append::{AppendMode, Placed};
 pub use partition::{Chunk, Isolation, Partition, PartitionStats};
-pub use spec::{FsyncPolicy, TopicConfig};
+pub use spec::{CleanupPolicy, FsyncPolicy, TopicConfig};
 
 /// Append requests that may wait for a partition's writer before producers feel backpressure.
 const WRITER_QUEUE_REQUESTS: usize = 4096;
@@ -41,6 +41,10 @@ pub enum TopicError {
     InvalidName(String),
     #[error("invalid topic settings: {0}")]
     InvalidConfig(String),
+    #[error(
+        "topic '{0}' belongs to the broker (names starting with '__' are its offset store and processors' state changelogs): it can be read, not created, written or deleted over the API"
+    )]
+    Internal(String),
     #[error("topic '{0}' already exists")]
     Exists(String),
     #[error("topic '{0}' does not exist")]
@@ -375,6 +379,14 @@ impl Topics {
     /// Creates a topic; its directory appears whole or not at all. Blocking (file-system
     /// work): call it off the async workers. Other topics are served meanwhile.
     pub fn create(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>, TopicError> {
+        if spec::is_internal(name) {
+            return Err(TopicError::Internal(name.to_owned()));
+        }
+        self.create_internal(name, config)
+    }
+
+    /// [`Self::create`] for the broker's own topics too (names starting with `__`).
+    pub fn create_internal(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>, TopicError> {
         spec::validate_name(name).map_err(TopicError::InvalidName)?;
         config.validate().map_err(TopicError::InvalidConfig)?;
         let _busy = self.claim(name, "created")?;
@@ -412,6 +424,14 @@ impl Topics {
     /// path points later) before the directory goes. Readers holding the topic finish on open
     /// files.
     pub async fn delete(&self, name: &str) -> Result<(), TopicError> {
+        if spec::is_internal(name) {
+            return Err(TopicError::Internal(name.to_owned()));
+        }
+        self.delete_internal(name).await
+    }
+
+    /// [`Self::delete`] for the broker's own topics too.
+    pub async fn delete_internal(&self, name: &str) -> Result<(), TopicError> {
         let busy = self.claim(name, "deleted")?;
         let topic = self
             .write_map()

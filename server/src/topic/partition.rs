@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::TopicError;
 use crate::log::batch::{BatchKind, Producer};
-use crate::log::{AbortedTxn, LogError, NewRecord, PartitionLog};
+use crate::log::{AbortedTxn, LogError, NewRecord, PartitionLog, Unclosed};
 
 /// One producer's records for this partition, waiting for the writer.
 #[derive(Debug)]
@@ -170,6 +170,11 @@ impl Partition {
             .await
     }
 
+    /// The first offset of `producer_id`'s open transaction here, if this process saw it begin.
+    pub fn open_transaction(&self, producer_id: i64) -> Option<u64> {
+        self.log().open_transaction(producer_id)
+    }
+
     /// Fences `producer`'s older epochs here: their appends are refused from now on.
     pub fn fence(&self, producer: Producer) {
         self.log_mut().fence(producer);
@@ -177,22 +182,12 @@ impl Partition {
 
     /// Where `producer_id`'s transaction that no marker closed begins, scanning from `from`
     /// (off the async threads). See [`PartitionLog::unclosed_transaction`].
-    pub async fn unclosed_transaction(
-        self: &Arc<Self>,
-        producer_id: i64,
-        from: u64,
-    ) -> Result<Option<u64>, TopicError> {
+    pub async fn unclosed_transaction(self: &Arc<Self>, producer_id: i64, from: u64) -> Result<Unclosed, TopicError> {
         let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let log = me.log();
-            if let Some(first) = log.open_transaction(producer_id) {
-                return Ok(Some(first));
-            }
-            log.unclosed_transaction(producer_id, from)
-        })
-        .await
-        .map_err(|_| TopicError::ShuttingDown)?
-        .map_err(TopicError::from)
+        tokio::task::spawn_blocking(move || me.log().unclosed_transaction(producer_id, from))
+            .await
+            .map_err(|_| TopicError::ShuttingDown)?
+            .map_err(TopicError::from)
     }
 
     async fn append_as(

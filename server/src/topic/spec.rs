@@ -36,6 +36,39 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Names that start with this belong to the broker (Kafka's convention): its offset store and
+/// processors' state changelogs. Users may read them, but not create, write or delete them.
+pub const INTERNAL_PREFIX: &str = "__";
+
+/// Whether `name` is one of the broker's own topics.
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with(INTERNAL_PREFIX)
+}
+
+/// What happens to old records of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupPolicy {
+    /// Whole old segments are deleted by `retention_ms` and `retention_bytes`.
+    #[default]
+    Delete,
+    /// Only the newest record of each key is kept (in sealed segments); tombstones go after
+    /// `delete_retention_ms`. Retention settings are ignored.
+    Compact,
+    /// Both: compacted, and old segments deleted by retention.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn compacts(self) -> bool {
+        matches!(self, Self::Compact | Self::CompactDelete)
+    }
+
+    pub fn deletes(self) -> bool {
+        matches!(self, Self::Delete | Self::CompactDelete)
+    }
+}
+
 /// When appended data is flushed to disk, and so when a produce is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -71,6 +104,10 @@ pub struct TopicConfig {
     pub segment_ms: i64,
     pub fsync: FsyncPolicy,
     pub fsync_interval_ms: u64,
+    pub cleanup_policy: CleanupPolicy,
+    /// How long compaction keeps a tombstone (and a transaction marker) after its segment
+    /// could first be compacted, so that readers behind see the delete.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for TopicConfig {
@@ -84,6 +121,8 @@ impl Default for TopicConfig {
             segment_ms: WEEK_MS,
             fsync: FsyncPolicy::Always,
             fsync_interval_ms: 1000,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -111,6 +150,12 @@ impl TopicConfig {
         {
             return Err(format!(
                 "retention_ms must be at least 1 (or null for no limit), got {ms}"
+            ));
+        }
+        if self.delete_retention_ms < 0 {
+            return Err(format!(
+                "delete_retention_ms must be 0 or more, got {}",
+                self.delete_retention_ms
             ));
         }
         if !(1..=FSYNC_INTERVAL_MS_MAX).contains(&self.fsync_interval_ms) {

@@ -487,14 +487,14 @@ fn a_transaction_a_crash_left_open_is_found_from_a_lower_bound_and_aborted_from_
     let (mut log, _) = PartitionLog::open(&real(), dir.path(), config(600), false).unwrap();
     assert_eq!(log.stable_offset(), log.high_watermark());
     assert_eq!(log.open_transaction(9), None);
-    assert_eq!(
-        log.unclosed_transaction(9, 0).unwrap(),
-        Some(23),
-        "after its last marker"
-    );
-    assert_eq!(log.unclosed_transaction(9, 30).unwrap(), Some(44), "from a later bound");
-    assert_eq!(log.unclosed_transaction(10, 0).unwrap(), Some(22));
-    assert_eq!(log.unclosed_transaction(77, 0).unwrap(), None);
+    let found = |log: &PartitionLog, p, from| {
+        let u = log.unclosed_transaction(p, from).unwrap();
+        (u.first, u.marker_seen)
+    };
+    assert_eq!(found(&log, 9, 0), (Some(23), true), "after its last marker");
+    assert_eq!(found(&log, 9, 30), (Some(44), false), "from a later bound");
+    assert_eq!(found(&log, 10, 0), (Some(22), false));
+    assert_eq!(found(&log, 77, 0), (None, false));
     let kind = BatchKind::Marker {
         producer: Producer { id: 9, epoch: 1 },
         commit: false,
@@ -511,7 +511,7 @@ fn a_transaction_a_crash_left_open_is_found_from_a_lower_bound_and_aborted_from_
     .unwrap();
     log.publish();
     assert_eq!(log.aborted()[0].first_offset, 23);
-    assert_eq!(log.unclosed_transaction(9, 0).unwrap(), None);
+    assert_eq!(found(&log, 9, 0), (None, true));
     // The abort bumped the epoch: the zombie of epoch 0 is fenced.
     let zombie = BatchKind::Transactional(p);
     assert!(matches!(
