@@ -18,7 +18,7 @@
 
 // ---- The host ----
 
-@external("weir:processor/host@0.1.0", "log")
+@external("weir:processor/host@0.2.0", "log")
 declare function hostLog(level: i32, ptr: usize, len: usize): void;
 
 /** Log levels of `log`. */
@@ -366,6 +366,184 @@ function batchError(message: string): usize {
   store<u8>(PROCESS_RET + 12, 0);
   // The post-return frees the message through the same slot as an ok list.
   return PROCESS_RET;
+}
+
+// ---- Keyed state and timers ----
+//
+// Imports lowered by hand, as the canonical ABI lays them out: lists and strings as (pointer,
+// length); results and options come back through a return area the caller passes last.
+
+@external("weir:processor/state@0.2.0", "open")
+declare function hostOpen(namePtr: usize, nameLen: usize, ret: usize): void;
+@external("weir:processor/state@0.2.0", "get")
+declare function hostGet(store: u32, keyPtr: usize, keyLen: usize, ret: usize): void;
+@external("weir:processor/state@0.2.0", "set")
+declare function hostSet(store: u32, keyPtr: usize, keyLen: usize, valuePtr: usize, valueLen: usize, ret: usize): void;
+@external("weir:processor/state@0.2.0", "delete")
+declare function hostDelete(store: u32, keyPtr: usize, keyLen: usize, ret: usize): void;
+@external("weir:processor/state@0.2.0", "increment")
+declare function hostIncrement(store: u32, keyPtr: usize, keyLen: usize, delta: i64, ret: usize): void;
+@external("weir:processor/time@0.2.0", "watermark")
+declare function hostWatermark(ret: usize): void;
+@external("weir:processor/time@0.2.0", "set-timer")
+declare function hostSetTimer(keyPtr: usize, keyLen: usize, at: i64, domain: u32, ret: usize): void;
+@external("weir:processor/time@0.2.0", "cancel-timer")
+declare function hostCancelTimer(keyPtr: usize, keyLen: usize, at: i64, domain: u32): void;
+
+/** Return area of the state and time calls (16 bytes, 8-aligned). */
+const STATE_RET: usize = memory.data(16, 8);
+
+let lastStateError: string | null = null;
+
+/** Why the last `Store.increment` (or `openStore`) failed. */
+export function stateError(): string | null {
+  return lastStateError;
+}
+
+/** Takes the host's string at `at` (pointer, length): decodes and frees it. */
+function takeString(at: usize): string {
+  const ptr = load<usize>(at);
+  const s = String.UTF8.decodeUnsafe(ptr, load<usize>(at + 4));
+  heap.free(ptr);
+  return s;
+}
+
+/** A `result<_, string>` in the return area: null, or the error. */
+function unitResult(): string | null {
+  return load<u8>(STATE_RET) == 0 ? null : takeString(STATE_RET + 4);
+}
+
+/** A keyed state store the deployment declares (`"stores": ["counts"]`). Writes commit with
+ * the outputs of the record that made them; a record that fails loses them. */
+export class Store {
+  constructor(public handle: u32) {}
+
+  /** A copy of the value of `key`, or null. */
+  get(key: Uint8Array): Uint8Array | null {
+    hostGet(this.handle, key.dataStart, key.byteLength, STATE_RET);
+    if (load<u8>(STATE_RET) == 0) return null;
+    const ptr = load<usize>(STATE_RET + 4);
+    const out = copyOut(ptr, load<usize>(STATE_RET + 8));
+    heap.free(ptr);
+    return out;
+  }
+
+  /** The value of `key` (text) as text, or null. */
+  getString(key: string): string | null {
+    const v = this.get(Uint8Array.wrap(String.UTF8.encode(key)));
+    return v === null ? null : String.UTF8.decode(v.buffer);
+  }
+
+  /** Sets `key` to `value`: null, or why not (a state limit; return it to fail the record). */
+  set(key: Uint8Array, value: Uint8Array): string | null {
+    hostSet(this.handle, key.dataStart, key.byteLength, value.dataStart, value.byteLength, STATE_RET);
+    return unitResult();
+  }
+
+  /** `set` with text. */
+  setString(key: string, value: string): string | null {
+    return this.set(Uint8Array.wrap(String.UTF8.encode(key)), Uint8Array.wrap(String.UTF8.encode(value)));
+  }
+
+  /** Removes `key`. */
+  delete(key: Uint8Array): string | null {
+    hostDelete(this.handle, key.dataStart, key.byteLength, STATE_RET);
+    return unitResult();
+  }
+
+  /** Adds `delta` to the integer at `key` (absent: 0) and returns the new value; on a refusal
+   * `i64.MIN_VALUE`, and `stateError()` says why. */
+  increment(key: Uint8Array, delta: i64 = 1): i64 {
+    hostIncrement(this.handle, key.dataStart, key.byteLength, delta, STATE_RET);
+    if (load<u8>(STATE_RET) == 0) return load<i64>(STATE_RET + 8);
+    lastStateError = takeString(STATE_RET + 8);
+    return i64.MIN_VALUE;
+  }
+
+  /** `increment` with a text key. */
+  incrementString(key: string, delta: i64 = 1): i64 {
+    return this.increment(Uint8Array.wrap(String.UTF8.encode(key)), delta);
+  }
+}
+
+/** The declared store `name` (open it once, in `init`), or null: `stateError()` says why. */
+export function openStore(name: string): Store | null {
+  const n = String.UTF8.encode(name);
+  hostOpen(changetype<usize>(n), n.byteLength, STATE_RET);
+  if (load<u8>(STATE_RET) == 0) return new Store(load<u32>(STATE_RET + 4));
+  lastStateError = takeString(STATE_RET + 4);
+  return null;
+}
+
+/** Which clock a timer follows. */
+export enum Domain {
+  EventTime = 0,
+  ProcessingTime = 1,
+}
+
+/** Whether the task has a watermark yet (see `watermark`). */
+export function hasWatermark(): bool {
+  hostWatermark(STATE_RET);
+  return load<u8>(STATE_RET) != 0;
+}
+
+/** The task's watermark (the largest record timestamp processed, ms); 0 before the first. */
+export function watermark(): i64 {
+  hostWatermark(STATE_RET);
+  return load<u8>(STATE_RET) != 0 ? load<i64>(STATE_RET + 8) : 0;
+}
+
+/** Sets a timer for `key` at `at` (ms); it comes back to the processor's `onTimer`. */
+export function setTimer(key: Uint8Array, at: i64, domain: Domain = Domain.EventTime): string | null {
+  hostSetTimer(key.dataStart, key.byteLength, at, <u32>domain, STATE_RET);
+  return unitResult();
+}
+
+/** Cancels that timer. */
+export function cancelTimer(key: Uint8Array, at: i64, domain: Domain = Domain.EventTime): void {
+  hostCancelTimer(key.dataStart, key.byteLength, at, <u32>domain);
+}
+
+/** A timer that came due. */
+export class Timer {
+  key: Uint8Array = new Uint8Array(0);
+  /** Milliseconds since the Unix epoch. */
+  at: i64 = 0;
+  domain: Domain = Domain.EventTime;
+
+  keyString(): string {
+    return String.UTF8.decode(this.key.buffer);
+  }
+}
+
+const timer = new Timer();
+let timerHandler: (t: Timer, o: Output) => string | null = noTimer;
+
+function noTimer(t: Timer, o: Output): string | null {
+  return null;
+}
+
+function timerRecord(r: Record, o: Output): string | null {
+  timer.key = r.keyLen >= 0 ? copyOut(r.keyPtr, <usize>r.keyLen) : new Uint8Array(0);
+  timer.at = r.timestamp;
+  timer.domain = r.valueLen > 0 && load<u8>(r.valuePtr) == 1 ? Domain.ProcessingTime : Domain.EventTime;
+  return timerHandler(timer, o);
+}
+
+/** Decodes a packed batch of fired timers and calls `onTimer` for each. */
+export function processTimers(ptr: usize, len: usize, onTimer: (t: Timer, o: Output) => string | null): usize {
+  timerHandler = onTimer;
+  return processBatch(ptr, len, timerRecord);
+}
+
+/** `processTimers` for a processor without `onTimer`. */
+export function processNoTimers(ptr: usize, len: usize): usize {
+  timerHandler = noTimer;
+  return processBatch(ptr, len, timerRecord);
+}
+
+export function weir_post_on_timers_packed(ret: usize): void {
+  heap.free(load<usize>(ret + 4));
 }
 
 /** `abort` (a failed assertion, an out-of-bounds access): log the reason, then trap. */

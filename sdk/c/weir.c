@@ -311,9 +311,10 @@ static bool batch_error(exports_weir_processor_packed_batch_processor_process_er
     return false;
 }
 
-bool exports_weir_processor_packed_batch_processor_process_packed(
-    packed_processor_list_u8_t *batch, packed_processor_list_u8_t *ret,
-    exports_weir_processor_packed_batch_processor_process_error_t *err) {
+/* Runs `each` for every record of a packed batch and packs what it emitted into `ret`. */
+static bool run_batch(packed_processor_list_u8_t *batch, packed_processor_list_u8_t *ret,
+                      exports_weir_processor_packed_batch_processor_process_error_t *err,
+                      const char *(*each)(const weir_record *record, weir_output *out)) {
     cursor c = {batch->ptr, batch->ptr + batch->len, false};
     weir_record r;
     memset(&r, 0, sizeof r);
@@ -339,7 +340,7 @@ bool exports_weir_processor_packed_batch_processor_process_packed(
         size_t mark_len = out.records.len;
         uint32_t mark_count = out.count;
         out.input = i;
-        const char *message = weir_process(&r, &out);
+        const char *message = each(&r, &out);
         if (message) {
             out.records.len = mark_len;
             out.count = mark_count;
@@ -358,4 +359,117 @@ bool exports_weir_processor_packed_batch_processor_process_packed(
     ret->ptr = out.records.ptr;
     ret->len = out.records.len;
     return true;
+}
+
+bool exports_weir_processor_packed_batch_processor_process_packed(
+    packed_processor_list_u8_t *batch, packed_processor_list_u8_t *ret,
+    exports_weir_processor_packed_batch_processor_process_error_t *err) {
+    return run_batch(batch, ret, err, weir_process);
+}
+
+/* ---- State and timers ---- */
+
+/* The host's list type for bytes we lend it (it only reads them). */
+static packed_processor_list_u8_t lend(weir_bytes b) {
+    return (packed_processor_list_u8_t){(uint8_t *)b.ptr, b.len};
+}
+
+/* Copies a host error into the SDK's message buffer. */
+static const char *host_error(packed_processor_string_t *err) {
+    size_t n = err->len < sizeof message_ - 1 ? err->len : sizeof message_ - 1;
+    memcpy(message_, err->ptr, n);
+    message_[n] = 0;
+    packed_processor_string_free(err);
+    return message_;
+}
+
+void weir_owned_free(weir_owned *bytes) {
+    free(bytes->ptr);
+    bytes->ptr = NULL;
+    bytes->len = 0;
+}
+
+const char *weir_store_open(const char *name, weir_store *store) {
+    packed_processor_string_t n = {(uint8_t *)name, strlen(name)};
+    packed_processor_string_t err;
+    if (!weir_processor_state_open(&n, &store->handle_, &err)) return host_error(&err);
+    return NULL;
+}
+
+bool weir_store_get(weir_store store, weir_bytes key, weir_owned *value) {
+    packed_processor_list_u8_t k = lend(key), v;
+    if (!weir_processor_state_get(store.handle_, &k, &v)) return false;
+    value->ptr = v.ptr;
+    value->len = v.len;
+    return true;
+}
+
+const char *weir_store_set(weir_store store, weir_bytes key, weir_bytes value) {
+    packed_processor_list_u8_t k = lend(key), v = lend(value);
+    packed_processor_string_t err;
+    if (!weir_processor_state_set(store.handle_, &k, &v, &err)) return host_error(&err);
+    return NULL;
+}
+
+const char *weir_store_delete(weir_store store, weir_bytes key) {
+    packed_processor_list_u8_t k = lend(key);
+    packed_processor_string_t err;
+    if (!weir_processor_state_delete(store.handle_, &k, &err)) return host_error(&err);
+    return NULL;
+}
+
+const char *weir_store_increment(weir_store store, weir_bytes key, int64_t delta, int64_t *result) {
+    packed_processor_list_u8_t k = lend(key);
+    packed_processor_string_t err;
+    if (!weir_processor_state_increment(store.handle_, &k, delta, result, &err)) return host_error(&err);
+    return NULL;
+}
+
+size_t weir_store_scan(weir_store store, weir_bytes start, const weir_bytes *end, uint32_t limit,
+                       void (*each)(weir_bytes key, weir_bytes value, void *ctx), void *ctx) {
+    packed_processor_list_u8_t s = lend(start), e;
+    if (end) e = lend(*end);
+    packed_processor_list_tuple2_list_u8_list_u8_t got;
+    weir_processor_state_scan(store.handle_, &s, end ? &e : NULL, limit, &got);
+    for (size_t i = 0; i < got.len; i++) {
+        weir_bytes k = {got.ptr[i].f0.ptr, got.ptr[i].f0.len};
+        weir_bytes v = {got.ptr[i].f1.ptr, got.ptr[i].f1.len};
+        each(k, v, ctx);
+    }
+    size_t n = got.len;
+    packed_processor_list_tuple2_list_u8_list_u8_free(&got);
+    return n;
+}
+
+bool weir_watermark(int64_t *ms) { return weir_processor_time_watermark(ms); }
+
+const char *weir_set_timer(weir_bytes key, int64_t at, weir_domain domain) {
+    packed_processor_list_u8_t k = lend(key);
+    packed_processor_string_t err;
+    if (!weir_processor_time_set_timer(&k, at, (weir_processor_time_domain_t)domain, &err)) return host_error(&err);
+    return NULL;
+}
+
+void weir_cancel_timer(weir_bytes key, int64_t at, weir_domain domain) {
+    packed_processor_list_u8_t k = lend(key);
+    weir_processor_time_cancel_timer(&k, at, (weir_processor_time_domain_t)domain);
+}
+
+__attribute__((weak)) const char *weir_on_timer(const weir_timer *timer, weir_output *out) {
+    (void)timer;
+    (void)out;
+    return NULL;
+}
+
+/* A fired timer comes as a record: its key, its time as the timestamp, its domain as the
+ * value's one byte. */
+static const char *timer_record(const weir_record *r, weir_output *out) {
+    weir_timer t = {r->key, r->timestamp, r->value.len > 0 && r->value.ptr[0] == 1 ? WEIR_PROCESSING_TIME : WEIR_EVENT_TIME};
+    return weir_on_timer(&t, out);
+}
+
+bool exports_weir_processor_packed_batch_processor_on_timers_packed(
+    packed_processor_list_u8_t *fired, packed_processor_list_u8_t *ret,
+    exports_weir_processor_packed_batch_processor_process_error_t *err) {
+    return run_batch(fired, ret, err, timer_record);
 }

@@ -121,6 +121,54 @@ void weir_log_bytes(weir_level level, weir_bytes line);
  * from weir_init or weir_process. */
 const char *weir_errorf(const char *format, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- Keyed state and timers ---- */
+
+/* A keyed state store the deployment declares (`"stores": ["counts"]`). Writes commit with
+ * the outputs of the record that made them (exactly once); a record that fails loses them. */
+typedef struct {
+    uint32_t handle_;
+} weir_store;
+
+/* Bytes the SDK allocated for the caller: free them with weir_owned_free. */
+typedef struct {
+    uint8_t *ptr;
+    size_t len;
+} weir_owned;
+
+void weir_owned_free(weir_owned *bytes);
+
+/* Opens the declared store `name` (once, in weir_init). NULL on success, else why not. */
+const char *weir_store_open(const char *name, weir_store *store);
+/* Whether `key` has a value; if so it is in `*value` (free it with weir_owned_free). */
+bool weir_store_get(weir_store store, weir_bytes key, weir_owned *value);
+/* Sets `key` to `value`. NULL on success, else why not (a state limit). */
+const char *weir_store_set(weir_store store, weir_bytes key, weir_bytes value);
+/* Removes `key`. */
+const char *weir_store_delete(weir_store store, weir_bytes key);
+/* Adds `delta` to the integer at `key` (absent: 0); the new value is in `*result`. */
+const char *weir_store_increment(weir_store store, weir_bytes key, int64_t delta, int64_t *result);
+/* Calls `each` for up to `limit` entries with `start <= key < end` (`end` NULL: to the last
+ * key), in key order; returns how many. The bytes are valid during the call only. */
+size_t weir_store_scan(weir_store store, weir_bytes start, const weir_bytes *end, uint32_t limit,
+                       void (*each)(weir_bytes key, weir_bytes value, void *ctx), void *ctx);
+
+typedef enum { WEIR_EVENT_TIME = 0, WEIR_PROCESSING_TIME = 1 } weir_domain;
+
+/* A timer that came due. */
+typedef struct {
+    weir_bytes key;
+    /* Milliseconds since the Unix epoch. */
+    int64_t at;
+    weir_domain domain;
+} weir_timer;
+
+/* The task's watermark (the largest record timestamp processed, ms): false before the first. */
+bool weir_watermark(int64_t *ms);
+/* Sets a timer for `key` at `at` (ms); it comes back to weir_on_timer. NULL on success. */
+const char *weir_set_timer(weir_bytes key, int64_t at, weir_domain domain);
+/* Cancels that timer. */
+void weir_cancel_timer(weir_bytes key, int64_t at, weir_domain domain);
+
 /* ---- What a processor defines ---- */
 
 /* Called once per instance before any record. Return NULL to accept the config, or a message
@@ -130,6 +178,10 @@ const char *weir_init(const weir_config *config);
 /* Called for every record. Return NULL when done, or a message: the record failed, what it
  * emitted is dropped, and the broker applies the processor's error policy to it alone. */
 const char *weir_process(const weir_record *record, weir_output *out);
+
+/* Called for every timer that came due; emits like weir_process. Optional: the default does
+ * nothing. */
+const char *weir_on_timer(const weir_timer *timer, weir_output *out);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,20 @@
 // - `console.log` (and `.info`, `.warn`, `.error`, `.debug`) and `weir.log(message, level)`
 //   write to the processor's log (`weir processor logs NAME`).
 //
+// Keyed state (stores the deployment declares, `"stores": ["seen"]`) and timers:
+//
+//     const seen = weir.store("seen");
+//     export function process(record, out) {
+//       if (seen.get(record.key) !== null) return;       // a duplicate: drop it
+//       seen.set(record.key, "1");
+//       weir.setTimer(record.key, Date.now() + 60000, "processing-time");
+//       out.forward(record);
+//     }
+//     export function onTimer(timer, out) { seen.delete(timer.key); }
+//
+// Writes commit with the outputs of the record that made them (exactly once); a record that
+// throws loses its writes too.
+//
 // This module is the global `weir` (loaded before the processor, so usable anywhere in it).
 // QuickJS has no `console`, `TextEncoder` or `TextDecoder`: this module provides them (UTF-8).
 
@@ -246,6 +260,124 @@ export class Output {
   }
 }
 
+// ---- State and timers ----
+
+let host = null;
+
+/** Connects the state and time calls to the host (the generated entry module calls it). */
+export function setHost(state, time) {
+  host = { state, time };
+}
+
+function hostState() {
+  if (!host) throw new Error("state is not available here");
+  return host.state;
+}
+
+/** A keyed state store the deployment declares (`"stores": ["name"]`). Keys and values are
+ * strings (UTF-8) or Uint8Arrays; reads give Uint8Arrays (or the `*Text`/`*Json` forms). */
+export class Store {
+  constructor(name) {
+    this.name = name;
+    this.handle = null;
+  }
+
+  h() {
+    if (this.handle === null) this.handle = hostState().open(this.name);
+    return this.handle;
+  }
+
+  /** The value of `key` as a Uint8Array, or null. */
+  get(key) {
+    return hostState().get(this.h(), asBytes(key, "key"));
+  }
+
+  /** The value as text, or null. */
+  getText(key) {
+    const v = this.get(key);
+    return v === null ? null : utf8Decode(v);
+  }
+
+  /** The value parsed as JSON, or null. */
+  getJson(key) {
+    const v = this.get(key);
+    return v === null ? null : JSON.parse(utf8Decode(v));
+  }
+
+  /** Sets `key` to `value` (a string, a Uint8Array, or any JSON value, stored as compact JSON). */
+  set(key, value) {
+    hostState().set(this.h(), asBytes(key, "key"), asBytes(value, "value"));
+  }
+
+  /** Removes `key`. */
+  delete(key) {
+    hostState().delete(this.h(), asBytes(key, "key"));
+  }
+
+  /** Adds `delta` (default 1) to the integer at `key` (absent: 0) and returns the new value. */
+  increment(key, delta = 1) {
+    return Number(hostState().increment(this.h(), asBytes(key, "key"), delta));
+  }
+
+  /** Up to `limit` `[key, value]` pairs (Uint8Arrays) with `start <= key < end`, in key order. */
+  scan(start = "", end = null, limit = 100) {
+    const e = end === null || end === undefined ? null : asBytes(end, "end");
+    return hostState().scan(this.h(), asBytes(start, "start"), e, limit);
+  }
+}
+
+const stores = new Map();
+
+/** The declared store `name` (one object per name). */
+export function store(name) {
+  let s = stores.get(name);
+  if (!s) {
+    s = new Store(name);
+    stores.set(name, s);
+  }
+  return s;
+}
+
+/** The task's watermark: the largest record timestamp processed (ms), or null. */
+export function watermark() {
+  return host ? host.time.watermark() : null;
+}
+
+/** Sets a timer for `key` at `at` (ms since the epoch): `"event-time"` (default: due when the
+ * watermark reaches it) or `"processing-time"` (the broker's clock). It comes back to the
+ * processor's `onTimer(timer, out)` with `timer.key` (Uint8Array), `timer.keyText()`,
+ * `timer.at` and `timer.domain`. */
+export function setTimer(key, at, domain = "event-time") {
+  host.time.setTimer(asBytes(key, "key"), at, domain);
+}
+
+/** Cancels that timer. */
+export function cancelTimer(key, at, domain = "event-time") {
+  host.time.cancelTimer(asBytes(key, "key"), at, domain);
+}
+
+/** A timer that came due. */
+export class Timer {
+  constructor(key, at, domain) {
+    this.key = key;
+    this.at = at;
+    this.domain = domain;
+  }
+
+  keyText() {
+    return utf8Decode(this.key);
+  }
+}
+
+/** Runs `onTimer` over a packed batch of fired timers and returns the packed output. */
+export function runTimers(onTimer, batch) {
+  return run((record, out) => {
+    if (typeof onTimer !== "function") return;
+    const domain = record.value[0] === 1 ? "processing-time" : "event-time";
+    onTimer(new Timer(record.key || new Uint8Array(0), record.timestamp, domain), out);
+  }, batch);
+}
+
 /** The processor's parameters (`--config name=value`): an object of name to string. */
 export function readConfig(pairs) {
   const config = {};
@@ -326,4 +458,17 @@ export function run(process, batch) {
   return out.buf.slice(0, out.pos);
 }
 
-globalThis.weir = { DEFAULT_OUTPUT, Output, Record, log, utf8Decode, utf8Encode };
+globalThis.weir = {
+  DEFAULT_OUTPUT,
+  Output,
+  Record,
+  Store,
+  Timer,
+  cancelTimer,
+  log,
+  setTimer,
+  store,
+  utf8Decode,
+  utf8Encode,
+  watermark,
+};

@@ -15,12 +15,40 @@ here with ``struct``, so a batch costs one crossing of the sandbox, not one per 
   exception's text in the ``weir-error`` header). The other records of the batch go through.
 - Raise in ``init`` to reject the config: the deployment fails with your message.
 - ``print()`` and ``weir.log(...)`` write to the processor's log (``weir processor logs NAME``).
+
+Keyed state (stores the deployment declares, ``"stores": ["sums"]``) and timers::
+
+    sums = weir.Store("sums")
+
+    def process(record, out):
+        total = sums.increment(record.key, 1)       # kept per key, across restarts
+        out.emit(total, key=record.key)
+
+    def on_timer(timer, out):                       # after weir.set_timer(key, at)
+        sums.delete(timer.key)
+
+State writes commit with the outputs of the record that made them (exactly once); a record
+that raises loses its writes too.
 """
 
 import json as _json
 import struct as _struct
 
-__all__ = ["Record", "Output", "Config", "log", "DEFAULT_OUTPUT"]
+__all__ = [
+    "Record",
+    "Output",
+    "Config",
+    "log",
+    "DEFAULT_OUTPUT",
+    "Store",
+    "StateError",
+    "Timer",
+    "watermark",
+    "set_timer",
+    "cancel_timer",
+    "EVENT_TIME",
+    "PROCESSING_TIME",
+]
 
 #: ``to=`` value meaning "the processor's first output topic".
 DEFAULT_OUTPUT = 0xFFFFFFFF
@@ -148,6 +176,123 @@ def log(message, level="info"):
         print(message)
     else:
         _host_log(_LEVELS.get(level, 2), str(message))
+
+
+# ---- State and timers ----
+
+_host_state = None
+_host_time = None
+_Err = Exception
+
+#: Timer domains: event time (due once the watermark reaches it) and the broker's clock.
+EVENT_TIME = "event_time"
+PROCESSING_TIME = "processing_time"
+
+
+class StateError(Exception):
+    """A state call the broker refused (a limit, a store the deployment does not declare)."""
+
+
+def _call(f, *args):
+    try:
+        return f(*args)
+    except _Err as e:
+        raise StateError(getattr(e, "value", str(e))) from None
+
+
+class Store:
+    """A keyed state store the deployment declares (``"stores": ["name"]``). Keys are bytes
+    or str; values are stored as bytes (str as UTF-8, other JSON values as compact JSON, as
+    ``Output.emit`` does)."""
+
+    __slots__ = ("name", "_handle")
+
+    def __init__(self, name):
+        self.name = name
+        self._handle = None
+
+    def _h(self):
+        if self._handle is None:
+            if _host_state is None:
+                raise StateError("state is not available here")
+            self._handle = _call(_host_state.open, self.name)
+        return self._handle
+
+    def get(self, key):
+        """The value of ``key`` (bytes), or None."""
+        return _host_state.get(self._h(), _as_bytes(key, "key"))
+
+    def get_text(self, key):
+        """The value as text, or None."""
+        v = self.get(key)
+        return None if v is None else v.decode("utf-8")
+
+    def get_json(self, key):
+        """The value parsed as JSON, or None."""
+        v = self.get(key)
+        return None if v is None else _json.loads(v)
+
+    def set(self, key, value):
+        """Sets ``key`` to ``value``; raises StateError past the deployment's state limits."""
+        _call(_host_state.set, self._h(), _as_bytes(key, "key"), _as_bytes(value, "value"))
+
+    def delete(self, key):
+        """Removes ``key``."""
+        _call(_host_state.delete, self._h(), _as_bytes(key, "key"))
+
+    def increment(self, key, delta=1):
+        """Adds ``delta`` to the integer at ``key`` (absent: 0); returns the new value."""
+        return _call(_host_state.increment, self._h(), _as_bytes(key, "key"), int(delta))
+
+    def scan(self, start=b"", end=None, limit=100):
+        """Up to ``limit`` ``(key, value)`` pairs with ``start <= key < end``, in key order."""
+        end = None if end is None else _as_bytes(end, "end")
+        return list(_host_state.scan(self._h(), _as_bytes(start, "start"), end, int(limit)))
+
+
+class Timer:
+    """A timer that came due: ``key`` (bytes), ``at`` (ms), ``domain`` (EVENT_TIME or
+    PROCESSING_TIME)."""
+
+    __slots__ = ("key", "at", "domain")
+
+    def __init__(self, key, at, domain):
+        self.key = key
+        self.at = at
+        self.domain = domain
+
+
+def watermark():
+    """The task's watermark: the largest record timestamp processed (ms), or None."""
+    return None if _host_time is None else _host_time.watermark()
+
+
+def _domain(domain):
+    if domain not in (EVENT_TIME, PROCESSING_TIME):
+        raise ValueError("domain must be weir.EVENT_TIME or weir.PROCESSING_TIME")
+    return _host_time.Domain(0 if domain == EVENT_TIME else 1)
+
+
+def set_timer(key, at, domain=EVENT_TIME):
+    """Sets a timer for ``key`` at ``at`` (ms since the epoch); it comes back to the module's
+    ``on_timer(timer, out)``."""
+    _call(_host_time.set_timer, _as_bytes(key, "key"), int(at), _domain(domain))
+
+
+def cancel_timer(key, at, domain=EVENT_TIME):
+    """Cancels that timer."""
+    _host_time.cancel_timer(_as_bytes(key, "key"), int(at), _domain(domain))
+
+
+def _run_timers(on_timer, batch):
+    """Runs ``on_timer`` over a packed batch of fired timers; returns the packed output."""
+
+    def each(record, out):
+        if on_timer is not None:
+            domain = PROCESSING_TIME if record.value == b"\x01" else EVENT_TIME
+            on_timer(Timer(record.key or b"", record.timestamp, domain), out)
+
+    return _run(each, batch)
 
 
 def _run(process, batch):

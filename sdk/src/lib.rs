@@ -41,7 +41,9 @@ mod emit;
 mod error;
 pub mod log;
 pub mod packed;
+pub mod state;
 pub mod testing;
+pub mod time;
 
 #[doc(hidden)]
 pub mod rt;
@@ -150,8 +152,15 @@ pub trait Processor: Sized + 'static {
 
     /// Handles one record: emit zero or more records to `out`. An error applies the
     /// processor's error policy (dead-letter, skip or stop) to this record only; records
-    /// emitted for it are discarded.
+    /// emitted for it, and its state writes, are discarded.
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Error>;
+
+    /// Handles a timer that came due (see [`time::set_timer`]); emits like `process`. The
+    /// default does nothing.
+    fn on_timer(&mut self, timer: &time::Timer<'_>, out: &mut Emitter) -> Result<(), Error> {
+        let _ = (timer, out);
+        Ok(())
+    }
 }
 
 /// Exports a [`Processor`] as the component's implementation. Use it once, at the crate root.
@@ -199,6 +208,21 @@ macro_rules! export_processor {
                         }),
                         ::core::option::Option::None => ::core::result::Result::Err(ProcessError {
                             message: "process called before init".into(),
+                            record: ::core::option::Option::None,
+                        }),
+                    })
+                }
+
+                fn on_timers_packed(
+                    fired: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, ProcessError> {
+                    INSTANCE.with(|i| match i.borrow_mut().as_mut() {
+                        ::core::option::Option::Some(p) => $crate::rt::on_timers(p, &fired).map_err(|e| ProcessError {
+                            message: e.message,
+                            record: e.record,
+                        }),
+                        ::core::option::Option::None => ::core::result::Result::Err(ProcessError {
+                            message: "on-timers called before init".into(),
                             record: ::core::option::Option::None,
                         }),
                     })

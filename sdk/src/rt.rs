@@ -18,6 +18,23 @@ pub fn process<P: Processor>(processor: &mut P, batch: &[u8]) -> Result<Vec<u8>,
     process_with(batch, |record, out| processor.process(record, out))
 }
 
+/// Decodes a packed batch of fired timers (one record per timer: key, timestamp = its time,
+/// value = one byte of domain) and calls `on_timer` for each.
+pub fn on_timers<P: Processor>(processor: &mut P, batch: &[u8]) -> Result<Vec<u8>, BatchError> {
+    process_with(batch, |record, out| {
+        let domain = match record.value.first() {
+            Some(1) => crate::time::Domain::ProcessingTime,
+            _ => crate::time::Domain::EventTime,
+        };
+        let timer = crate::time::Timer {
+            key: record.key.unwrap_or_default(),
+            at: record.timestamp,
+            domain,
+        };
+        processor.on_timer(&timer, out)
+    })
+}
+
 /// [`process`] with any per-record function.
 pub fn process_with(
     batch: &[u8],

@@ -13,6 +13,76 @@
 use crate::packed::{BatchWriter, OutputReader};
 use crate::{Config, Emitter, Error, Processor, Record};
 
+/// The in-memory state behind [`crate::state`] and [`crate::time`] in a native build: one per
+/// test thread, kept across batches until [`reset_state`].
+#[doc(hidden)]
+pub mod native {
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use crate::time::Domain;
+
+    #[derive(Default)]
+    pub struct NativeState {
+        names: Vec<String>,
+        stores: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
+        pub watermark: Option<i64>,
+        pub timers: BTreeSet<(Domain, i64, Vec<u8>)>,
+    }
+
+    impl NativeState {
+        /// Any store opens in a test: a store is made on first use.
+        pub fn open(&mut self, name: &str) -> u32 {
+            match self.names.iter().position(|n| n == name) {
+                Some(i) => i as u32,
+                None => {
+                    self.names.push(name.to_owned());
+                    self.stores.push(BTreeMap::new());
+                    (self.names.len() - 1) as u32
+                }
+            }
+        }
+
+        pub fn store(&mut self, handle: u32) -> &mut BTreeMap<Vec<u8>, Vec<u8>> {
+            &mut self.stores[handle as usize]
+        }
+
+        pub fn named(&mut self, name: &str) -> &mut BTreeMap<Vec<u8>, Vec<u8>> {
+            let h = self.open(name);
+            self.store(h)
+        }
+    }
+
+    thread_local! {
+        static STATE: RefCell<NativeState> = RefCell::new(NativeState::default());
+    }
+
+    pub fn with<T>(f: impl FnOnce(&mut NativeState) -> T) -> T {
+        STATE.with(|s| f(&mut s.borrow_mut()))
+    }
+}
+
+/// Empties the test thread's state: every store, the watermark, the timers.
+///
+/// ```
+/// weir_sdk::state::Store::open("s").unwrap().set(b"k", b"v").unwrap();
+/// weir_sdk::testing::reset_state();
+/// assert_eq!(weir_sdk::testing::stored("s", b"k"), None);
+/// ```
+pub fn reset_state() {
+    native::with(|s| *s = native::NativeState::default());
+}
+
+/// What store `store` holds at `key` in the test thread's state.
+pub fn stored(store: &str, key: &[u8]) -> Option<Vec<u8>> {
+    native::with(|s| s.named(store).get(key).cloned())
+}
+
+/// Every `(key, value)` of store `store`, in key order.
+pub fn stored_all(store: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    native::with(|s| s.named(store).iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
 /// An input record for a test.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TestRecord {
@@ -145,8 +215,72 @@ fn decode(bytes: &[u8]) -> Outcome {
 /// ```
 pub fn run_batch<P: Processor>(config: &[(&str, &str)], records: &[TestRecord]) -> Result<Outcome, String> {
     let mut processor = P::init(&Config::new(config.iter().copied()))?;
+    // The broker moves the watermark before it hands a batch over.
+    if let Some(ts) = records.iter().map(|r| r.timestamp).max() {
+        native::with(|s| s.watermark = s.watermark.max(Some(ts)));
+    }
     let out = crate::rt::process(&mut processor, &encode(records)).map_err(|e| e.message)?;
     Ok(decode(&out))
+}
+
+/// Fires the test thread's timers that are due (event time at or before the watermark,
+/// processing time at or before `now_ms`) on a `P` made with `config`, as the broker would.
+///
+/// ```
+/// # use weir_sdk::{Config, Emitter, Error, Processor, Record, testing::*, time::{self, Domain, Timer}};
+/// struct Later;
+/// impl Processor for Later {
+///     fn init(_: &Config) -> Result<Self, String> { Ok(Later) }
+///     fn process(&mut self, r: &Record<'_>, _: &mut Emitter) -> Result<(), Error> {
+///         time::set_timer(r.value, r.timestamp + 10, Domain::EventTime)
+///     }
+///     fn on_timer(&mut self, t: &Timer<'_>, out: &mut Emitter) -> Result<(), Error> {
+///         out.emit(t.key);
+///         Ok(())
+///     }
+/// }
+/// let mut r = TestRecord::value("x");
+/// r.timestamp = 100;
+/// run::<Later>(&[], &[r.clone()]).unwrap();
+/// assert!(fire_timers::<Later>(&[], 0).unwrap().is_empty());
+/// r.timestamp = 110;
+/// run::<Later>(&[], &[r]).unwrap();
+/// assert_eq!(fire_timers::<Later>(&[], 0).unwrap()[0].value, b"x");
+/// # reset_state();
+/// ```
+pub fn fire_timers<P: Processor>(config: &[(&str, &str)], now_ms: i64) -> Result<Vec<Emitted>, String> {
+    use crate::time::Domain;
+    let due: Vec<(Domain, i64, Vec<u8>)> = native::with(|s| {
+        let wm = s.watermark;
+        let due: Vec<_> = s
+            .timers
+            .iter()
+            .filter(|(d, at, _)| match d {
+                Domain::EventTime => wm.is_some_and(|w| *at <= w),
+                Domain::ProcessingTime => *at <= now_ms,
+            })
+            .cloned()
+            .collect();
+        for t in &due {
+            s.timers.remove(t);
+        }
+        due
+    });
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut processor = P::init(&Config::new(config.iter().copied()))?;
+    let mut w = BatchWriter::new("test", 0, 0);
+    for (d, at, key) in &due {
+        let domain = [*d as u8];
+        w.push(0, *at, Some(key), &domain, std::iter::empty());
+    }
+    let out = crate::rt::on_timers(&mut processor, &w.finish()).map_err(|e| e.message)?;
+    let outcome = decode(&out);
+    match outcome.failed.first() {
+        Some((i, m)) => Err(format!("timer {i}: {m}")),
+        None => Ok(outcome.emitted),
+    }
 }
 
 /// Initializes `P` with `config`, runs one batch and returns what it emitted; an error if `init`

@@ -58,6 +58,18 @@ pub const c = struct {
     pub extern fn weir_emit_like(out: *weir_output, like: *const weir_record, value: weir_bytes, output: u32) void;
     pub extern fn weir_send(out: *weir_output, message: *const weir_message) void;
     pub extern fn weir_log_bytes(level: c_uint, line: weir_bytes) void;
+    pub const weir_store = extern struct { handle_: u32 };
+    pub const weir_owned = extern struct { ptr: ?[*]u8, len: usize };
+    pub const weir_timer = extern struct { key: weir_bytes, at: i64, domain: c_uint };
+    pub extern fn weir_owned_free(bytes: *weir_owned) void;
+    pub extern fn weir_store_open(name: [*:0]const u8, store: *weir_store) ?[*:0]const u8;
+    pub extern fn weir_store_get(store: weir_store, key: weir_bytes, value: *weir_owned) bool;
+    pub extern fn weir_store_set(store: weir_store, key: weir_bytes, value: weir_bytes) ?[*:0]const u8;
+    pub extern fn weir_store_delete(store: weir_store, key: weir_bytes) ?[*:0]const u8;
+    pub extern fn weir_store_increment(store: weir_store, key: weir_bytes, delta: i64, result: *i64) ?[*:0]const u8;
+    pub extern fn weir_watermark(ms: *i64) bool;
+    pub extern fn weir_set_timer(key: weir_bytes, at: i64, domain: c_uint) ?[*:0]const u8;
+    pub extern fn weir_cancel_timer(key: weir_bytes, at: i64, domain: c_uint) void;
 };
 
 /// `Output.send` value meaning "the processor's first output topic".
@@ -195,8 +207,94 @@ fn failure(err: anyerror) [*:0]const u8 {
     return @errorName(err);
 }
 
-/// Exports `P.process` (and `P.init` when `P` has one) to the C SDK. Call it from a
-/// `comptime` block of the processor's file.
+/// Fails the current record with a message from the host (a state limit, say).
+fn refused(text: [*:0]const u8) error{Failed} {
+    return fail("{s}", .{std.mem.span(text)});
+}
+
+/// Bytes the host gave: call `free` when done.
+pub const Owned = struct {
+    raw: c.weir_owned,
+
+    pub fn slice(self: Owned) []const u8 {
+        return if (self.raw.ptr) |p| p[0..self.raw.len] else &.{};
+    }
+
+    pub fn free(self: *Owned) void {
+        c.weir_owned_free(&self.raw);
+    }
+};
+
+/// A keyed state store the deployment declares (`"stores": ["counts"]`). Writes commit with
+/// the outputs of the record that made them; a record that fails loses them.
+pub const Store = struct {
+    raw: c.weir_store,
+
+    /// The declared store `name` (open it once, in `init`).
+    pub fn open(name: [:0]const u8) error{Failed}!Store {
+        var s: c.weir_store = .{ .handle_ = 0 };
+        if (c.weir_store_open(name.ptr, &s)) |e| return refused(e);
+        return .{ .raw = s };
+    }
+
+    /// The value of `key`, if any (`free` it).
+    pub fn get(self: Store, key: []const u8) ?Owned {
+        var v: c.weir_owned = .{ .ptr = null, .len = 0 };
+        if (!c.weir_store_get(self.raw, bytes(key), &v)) return null;
+        return .{ .raw = v };
+    }
+
+    pub fn set(self: Store, key: []const u8, value: []const u8) error{Failed}!void {
+        if (c.weir_store_set(self.raw, bytes(key), bytes(value))) |e| return refused(e);
+    }
+
+    pub fn delete(self: Store, key: []const u8) error{Failed}!void {
+        if (c.weir_store_delete(self.raw, bytes(key))) |e| return refused(e);
+    }
+
+    /// Adds `delta` to the integer at `key` (absent: 0); returns the new value.
+    pub fn increment(self: Store, key: []const u8, delta: i64) error{Failed}!i64 {
+        var n: i64 = 0;
+        if (c.weir_store_increment(self.raw, bytes(key), delta, &n)) |e| return refused(e);
+        return n;
+    }
+};
+
+/// Which clock a timer follows.
+pub const Domain = enum(c_uint) { event_time, processing_time };
+
+/// A timer that came due.
+pub const Timer = struct {
+    raw: *const c.weir_timer,
+
+    pub fn key(self: Timer) []const u8 {
+        return if (self.raw.key.ptr) |p| p[0..self.raw.key.len] else &.{};
+    }
+    pub fn at(self: Timer) i64 {
+        return self.raw.at;
+    }
+    pub fn domain(self: Timer) Domain {
+        return @enumFromInt(self.raw.domain);
+    }
+};
+
+/// The task's watermark (the largest record timestamp processed, ms), or null.
+pub fn watermark() ?i64 {
+    var ms: i64 = 0;
+    return if (c.weir_watermark(&ms)) ms else null;
+}
+
+/// Sets a timer for `key` at `at` (ms); it comes back to the processor's `onTimer`.
+pub fn setTimer(key: []const u8, at: i64, domain: Domain) error{Failed}!void {
+    if (c.weir_set_timer(bytes(key), at, @intFromEnum(domain))) |e| return refused(e);
+}
+
+pub fn cancelTimer(key: []const u8, at: i64, domain: Domain) void {
+    c.weir_cancel_timer(bytes(key), at, @intFromEnum(domain));
+}
+
+/// Exports `P.process` (and `P.init` and `P.onTimer` when `P` has them) to the C SDK. Call it
+/// from a `comptime` block of the processor's file.
 pub fn exportProcessor(comptime P: type) void {
     const Exports = struct {
         fn process(record: *const c.weir_record, out: *c.weir_output) callconv(.c) ?[*:0]const u8 {
@@ -207,7 +305,12 @@ pub fn exportProcessor(comptime P: type) void {
             P.init(.{ .raw = config }) catch |err| return failure(err);
             return null;
         }
+        fn onTimer(timer: *const c.weir_timer, out: *c.weir_output) callconv(.c) ?[*:0]const u8 {
+            P.onTimer(.{ .raw = timer }, .{ .raw = out }) catch |err| return failure(err);
+            return null;
+        }
     };
     @export(&Exports.process, .{ .name = "weir_process" });
     if (@hasDecl(P, "init")) @export(&Exports.init, .{ .name = "weir_init" });
+    if (@hasDecl(P, "onTimer")) @export(&Exports.onTimer, .{ .name = "weir_on_timer" });
 }

@@ -7,6 +7,7 @@
 //! - [`auth`]: tokens, rights and SSE tickets; the front ends ask it who a request is.
 //! - [`processor`]: module store, deployments, runners (read, call the guest, append, commit).
 //! - [`group`]: committed offsets (the offset store); processors' tasks commit through it.
+//! - [`state`]: processor tasks' keyed state: stores, staged writes, changelog, snapshots.
 //! - [`topic`]: the `Topics` handle, partitions, the group-commit writers, metadata on disk.
 //! - [`log`]: one partition's segments, batch codec, indexes, recovery, retention, transactions.
 //! - [`record`]: the record types every layer shares.
@@ -23,5 +24,6 @@ pub mod metrics;
 pub mod processor;
 pub mod record;
 pub mod server;
+pub mod state;
 pub mod topic;
 pub mod wasm;

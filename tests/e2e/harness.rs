@@ -115,7 +115,10 @@ fn spawn(data_dir: &Path, args: &[String]) -> (Child, String) {
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(args)
-        .env("WEIR_LOG", "warn")
+        .env(
+            "WEIR_LOG",
+            std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -21,6 +21,7 @@ mod produce;
 mod projects;
 mod reliability;
 mod sse;
+mod state;
 mod topic_races;
 mod topics;
 mod wasm;

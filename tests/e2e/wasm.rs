@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Every Rust example, built in one cargo invocation.
-const EXAMPLES: &[&str] = &["uppercase", "filter", "router", "split", "identity"];
+const EXAMPLES: &[&str] = &["uppercase", "filter", "router", "split", "identity", "wordcount"];
 
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -25,7 +25,7 @@ pub enum ProcessorCommand {
     Build(BuildArgs),
     /// Upload a component and deploy it (creates or redeploys; offsets are kept). Inside a
     /// project, builds it and takes defaults from processor.toml.
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// List processors with their state and counters.
     List,
     /// Print a processor's full status as JSON.
@@ -120,6 +120,15 @@ pub struct DeployArgs {
     /// Records per guest call (default 1000).
     #[arg(long)]
     batch_records_max: Option<usize>,
+    /// A keyed state store the processor uses (repeatable; adds to processor.toml's stores).
+    #[arg(long = "store")]
+    stores: Vec<String>,
+    /// exactly_once (default) or at_least_once.
+    #[arg(long)]
+    guarantee: Option<String>,
+    /// How long a task gathers outputs before it commits them, ms (default 100).
+    #[arg(long)]
+    commit_interval_ms: Option<u64>,
 }
 
 pub fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -149,7 +158,7 @@ pub async fn run(client: &Client, command: ProcessorCommand) -> anyhow::Result<(
             println!("{}", built.display());
             Ok(())
         }
-        ProcessorCommand::Deploy(a) => deploy(client, a).await,
+        ProcessorCommand::Deploy(a) => deploy(client, *a).await,
         ProcessorCommand::List => {
             let v = client.json(client.request(Method::GET, "/v1/processors")).await?;
             let mut rows = vec![["NAME", "STATE", "INPUT", "IN", "OUT", "ERRORS", "LAG"].map(String::from)];
@@ -296,6 +305,17 @@ async fn deploy(client: &Client, a: DeployArgs) -> anyhow::Result<()> {
     if let Some(n) = a.batch_records_max.or(defaults.batch_records_max) {
         spec["batch_records_max"] = json!(n);
     }
+    let mut stores = defaults.stores.clone();
+    stores.extend(a.stores.iter().filter(|s| !defaults.stores.contains(s)).cloned());
+    if !stores.is_empty() {
+        spec["stores"] = json!(stores);
+    }
+    if let Some(g) = a.guarantee.or(defaults.guarantee.clone()) {
+        spec["guarantee"] = json!(g);
+    }
+    if let Some(ms) = a.commit_interval_ms.or(defaults.commit_interval_ms) {
+        spec["commit_interval_ms"] = json!(ms);
+    }
     let (deadline_ms, memory_bytes_max) = (
         a.deadline_ms.or(defaults.deadline_ms),
         a.memory_bytes_max.or(defaults.memory_bytes_max),
@@ -419,7 +439,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
     };
     // Called on a blocking thread of the CLI's runtime: run the guest's async calls there.
     let rt = tokio::runtime::Handle::current();
-    let mut guest = rt.block_on(runtime.instantiate(&module, limits, &args.topic, log, None))?;
+    let mut guest = rt.block_on(runtime.instantiate(&module, limits, &args.topic, log, None, None))?;
     rt.block_on(guest.init(&args.config))
         .map_err(|e| anyhow::anyhow!("init rejected the config: {e}"))?;
 

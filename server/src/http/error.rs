@@ -34,6 +34,12 @@ pub enum ApiError {
     InvalidRequest(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("no key {key} in store '{store}' of processor '{processor}'")]
+    KeyNotFound {
+        processor: String,
+        store: String,
+        key: String,
+    },
     #[error("invalid resume token: {0}")]
     InvalidResumeToken(String),
     #[error("no route for {method} {path}; see docs/api.md for the endpoints")]
@@ -71,6 +77,7 @@ impl ApiError {
                 ProcessorError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_processor_name"),
                 ProcessorError::InvalidSpec(_) => (StatusCode::BAD_REQUEST, "invalid_processor"),
                 ProcessorError::NotFound(_) => (StatusCode::NOT_FOUND, "processor_not_found"),
+                ProcessorError::StoreNotFound { .. } => (StatusCode::NOT_FOUND, "store_not_found"),
                 ProcessorError::ModuleInUse { .. } => (StatusCode::CONFLICT, "module_in_use"),
                 ProcessorError::QuotaExceeded { .. } => (StatusCode::INSUFFICIENT_STORAGE, "module_quota_exceeded"),
                 ProcessorError::Topic(t) => topic_status(t),
@@ -93,6 +100,7 @@ impl ApiError {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::InvalidResumeToken(_) => (StatusCode::BAD_REQUEST, "invalid_resume_token"),
+            Self::KeyNotFound { .. } => (StatusCode::NOT_FOUND, "key_not_found"),
             Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),

@@ -16,6 +16,7 @@ pub mod produce;
 mod records;
 pub mod records_in;
 mod sse;
+mod state;
 mod tickets;
 mod tokens;
 mod topics;
@@ -73,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/processors/{name}/pause", post(processors::pause))
         .route("/v1/processors/{name}/resume", post(processors::resume))
         .route("/v1/processors/{name}/logs", get(processors::logs))
+        .route("/v1/processors/{name}/state/{store}", get(state::get))
+        .route("/v1/processors/{name}/reset", post(processors::reset))
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/tickets", post(tickets::issue))

@@ -167,6 +167,8 @@ impl Modify for BearerAuth {
         super::processors::pause,
         super::processors::resume,
         super::processors::logs,
+        super::processors::reset,
+        super::state::get,
         super::tokens::create,
         super::tokens::list,
         super::tokens::revoke,

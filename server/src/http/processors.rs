@@ -182,3 +182,28 @@ pub async fn logs(
     Ok(Sse::new(futures::StreamExt::chain(backlog, live))
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
 }
+
+/// Moves a processor's committed offsets (needs `processor:NAME:operate`): to `earliest`,
+/// `latest`, an offset, or `{"timestamp": MS}`; with `"state": true` its state is cleared too
+/// (needs `processor:NAME:deploy` then). The processor stops while it happens and runs again
+/// after.
+#[utoipa::path(post, path = "/v1/processors/{name}/reset", tag = "processors", params(("name" = String, Path)),
+    request_body = crate::processor::reset::ResetRequest,
+    responses((status = 200, description = "Reset and running again", body = ProcessorView), super::openapi::ProcessorErrors))]
+pub async fn reset(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(name): ApiPath<String>,
+    body: Body,
+) -> Result<Json<ProcessorView>, ApiError> {
+    principal.require(Resource::Processor, &name, Action::Operate)?;
+    let body = super::guard::read_body(&state, body, super::guard::BodyKind::Api).await?;
+    let req: crate::processor::reset::ResetRequest =
+        super::extract::json_body(&body.bytes, r#"{"to":"earliest","state":true}"#)
+            .map_err(ApiError::InvalidRequest)?;
+    if req.state {
+        principal.require(Resource::Processor, &name, Action::Deploy)?;
+    }
+    state.processors.reset(&name, &req).await?;
+    Ok(Json(state.processors.view(&name)?))
+}

@@ -9,8 +9,9 @@ use std::time::Instant;
 use super::runner::Ctx;
 use super::status::{Status, level_name};
 use crate::log::{NewRecord, RecordView};
+use crate::state::TaskState;
 use crate::topic::Chunk;
-use crate::wasm::{CallError, Emitted, Guest, InputRef};
+use crate::wasm::{CallError, Emitted, Guest, InputRef, TaskRef};
 
 /// A record the processor failed on, kept whole for the dead-letter topic.
 pub struct Failed {
@@ -40,7 +41,7 @@ fn owned(v: &RecordView<'_>) -> NewRecord {
 }
 
 impl Ctx {
-    async fn build_guest(&self, partition: u32) -> Result<Guest, CallError> {
+    async fn build_guest(&self, partition: u32, task: Option<&TaskRef>) -> Result<Guest, CallError> {
         let status = Arc::clone(&self.status);
         let log: crate::wasm::LogSink =
             Arc::new(move |level, line| status.log(level_name(level), Some(partition), line.to_owned()));
@@ -52,6 +53,7 @@ impl Ctx {
                 &self.input.name,
                 log,
                 Some(Arc::clone(&self.share)),
+                task.cloned(),
             )
             .await?;
         let config: Vec<(String, String)> = self.spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -59,9 +61,14 @@ impl Ctx {
         Ok(guest)
     }
 
-    async fn ensure_guest<'g>(&self, partition: u32, guest: &'g mut Option<Guest>) -> Result<&'g mut Guest, String> {
+    async fn ensure_guest<'g>(
+        &self,
+        partition: u32,
+        guest: &'g mut Option<Guest>,
+        task: Option<&TaskRef>,
+    ) -> Result<&'g mut Guest, String> {
         if guest.is_none() {
-            match self.build_guest(partition).await {
+            match self.build_guest(partition, task).await {
                 Ok(g) => *guest = Some(g),
                 Err(CallError::Guest { message, .. }) => return Err(format!("init rejected the config: {message}")),
                 Err(e) => return Err(format!("could not start an instance: {e}")),
@@ -76,13 +83,17 @@ impl Ctx {
             .log("warn", Some(partition), format!("instance rebuilt after a trap: {e}"));
     }
 
-    /// Decodes the batch from `from` on and calls the guest, isolating failures. An `Err` is
-    /// fatal for the processor (its config was rejected, or no instance starts).
+    /// Calls the guest on the visible records of `chunk` (at most `batch_records_max`),
+    /// isolating failures. With state (`task`), a call that fails, or fails a record after
+    /// writing state, has its writes undone and runs again one record per call, so that only
+    /// the failing records' writes are lost. An `Err` is fatal for the processor (its config
+    /// was rejected, or no instance starts).
     pub(super) async fn process(
         &self,
         partition: u32,
         guest: &mut Option<Guest>,
         chunk: &Chunk,
+        task: Option<&TaskRef>,
     ) -> Result<Processed, String> {
         let mut visible = chunk.visible();
         let views: Vec<RecordView<'_>> = visible.by_ref().take(self.spec.batch_records_max).collect();
@@ -109,15 +120,21 @@ impl Ctx {
         if views.is_empty() {
             return Ok(out);
         }
+        with_state(task, |s| {
+            s.watermark = s.watermark.max(out.max_timestamp);
+            s.begin_call();
+        });
         let started = Instant::now();
         let result = self
-            .ensure_guest(partition, guest)
+            .ensure_guest(partition, guest, task)
             .await?
             .process(partition, &inputs)
             .await;
         self.status.observe_call(started.elapsed().as_micros() as u64);
+        let wrote = with_state(task, |s| s.call_wrote()).unwrap_or(false);
         match result {
-            Ok(result) => {
+            Ok(result) if result.failed.is_empty() || !wrote => {
+                with_state(task, TaskState::end_call);
                 out.emitted = result.emitted;
                 for (i, message) in result.failed {
                     let i = i as usize;
@@ -131,46 +148,49 @@ impl Ctx {
                     }
                 }
             }
-            Err(e) => {
-                if e.is_trap() {
+            result => {
+                with_state(task, TaskState::rollback_call);
+                if let Err(e) = &result
+                    && e.is_trap()
+                {
                     *guest = None;
                     out.traps += 1;
-                    self.note_trap(partition, &e);
+                    self.note_trap(partition, e);
                 }
                 // Replay one record at a time so only the bad ones fail.
                 for (i, input) in inputs.iter().enumerate() {
+                    with_state(task, TaskState::begin_call);
                     let one = self
-                        .ensure_guest(partition, guest)
+                        .ensure_guest(partition, guest, task)
                         .await?
                         .process(partition, std::slice::from_ref(input))
                         .await;
-                    match one {
-                        Ok(r) => {
-                            out.emitted
-                                .extend(r.emitted.into_iter().map(|e| Emitted { input: i as u32, ..e }));
-                            if let Some((_, message)) = r.failed.into_iter().next() {
-                                out.failed.push(Failed {
-                                    index: i,
-                                    offset: input.offset,
-                                    record: owned(&views[i]),
-                                    message,
-                                });
+                    let message = match one {
+                        Ok(r) => match r.failed.into_iter().next() {
+                            None => {
+                                with_state(task, TaskState::end_call);
+                                out.emitted
+                                    .extend(r.emitted.into_iter().map(|e| Emitted { input: i as u32, ..e }));
+                                continue;
                             }
-                        }
+                            Some((_, message)) => message,
+                        },
                         Err(e) => {
                             if e.is_trap() {
                                 *guest = None;
                                 out.traps += 1;
                                 self.note_trap(partition, &e);
                             }
-                            out.failed.push(Failed {
-                                index: i,
-                                offset: input.offset,
-                                record: owned(&views[i]),
-                                message: e.to_string(),
-                            });
+                            e.to_string()
                         }
-                    }
+                    };
+                    with_state(task, TaskState::rollback_call);
+                    out.failed.push(Failed {
+                        index: i,
+                        offset: input.offset,
+                        record: owned(&views[i]),
+                        message,
+                    });
                 }
             }
         }
@@ -181,4 +201,89 @@ impl Ctx {
         }
         Ok(out)
     }
+
+    /// Calls the guest's `on-timers` with the timers that are due (at most a batch of them).
+    /// The timers are taken out of the state whatever happens; a failing call loses its other
+    /// writes and its outputs, is logged and counted as an error. `None`: nothing was due.
+    pub(super) async fn fire_timers(
+        &self,
+        partition: u32,
+        guest: &mut Option<Guest>,
+        task: &TaskRef,
+        next_offset: u64,
+    ) -> Result<Option<Processed>, String> {
+        let now = crate::topic::now_ms();
+        let fired = {
+            let mut s = lock(task);
+            s.begin_call();
+            let fired = s.take_due_timers(now, self.spec.batch_records_max);
+            s.end_call();
+            if !fired.is_empty() {
+                s.begin_call();
+            }
+            fired
+        };
+        if fired.is_empty() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let result = self
+            .ensure_guest(partition, guest, Some(task))
+            .await?
+            .on_timers(&fired)
+            .await;
+        self.status.observe_call(started.elapsed().as_micros() as u64);
+        let mut out = Processed {
+            count: 0,
+            next_offset,
+            // Outputs name an input record; a timer's stand for the offset the task is at.
+            offsets: vec![next_offset],
+            max_timestamp: None,
+            emitted: Vec::new(),
+            failed: Vec::new(),
+            traps: 0,
+        };
+        match result {
+            Ok(r) if r.failed.is_empty() => {
+                lock(task).end_call();
+                out.emitted = r.emitted;
+                for e in &mut out.emitted {
+                    e.record.timestamp = fired.get(e.input as usize).map(|f| f.at);
+                    // Outputs are attributed to input records; timers have none.
+                    e.input = 0;
+                }
+            }
+            other => {
+                lock(task).rollback_call();
+                let message = match other {
+                    Ok(r) => r.failed.into_iter().next().map(|f| f.1).unwrap_or_default(),
+                    Err(e) => {
+                        if e.is_trap() {
+                            *guest = None;
+                            out.traps += 1;
+                            self.note_trap(partition, &e);
+                        }
+                        e.to_string()
+                    }
+                };
+                Status::add(&self.status.errors, 1);
+                let msg = format!(
+                    "on-timers failed for {} timer(s), which are dropped: {message}",
+                    fired.len()
+                );
+                self.status.log("error", Some(partition), msg.clone());
+                self.status.set_error(msg, false);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+fn lock(task: &TaskRef) -> std::sync::MutexGuard<'_, TaskState> {
+    task.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` on the task's state, if there is one.
+fn with_state<T>(task: Option<&TaskRef>, f: impl FnOnce(&mut TaskState) -> T) -> Option<T> {
+    task.map(|t| f(&mut lock(t)))
 }

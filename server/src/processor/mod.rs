@@ -17,6 +17,8 @@ pub mod files;
 pub mod function_cache;
 mod latency;
 pub mod modules;
+pub mod query;
+pub mod reset;
 pub mod runner;
 pub mod spec;
 mod start;
@@ -53,6 +55,12 @@ pub enum ProcessorError {
     InvalidSpec(String),
     #[error("processor '{0}' does not exist")]
     NotFound(String),
+    #[error("processor '{processor}' has no store '{store}' (it declares: {})", if declared.is_empty() { "none".to_owned() } else { declared.join(", ") })]
+    StoreNotFound {
+        processor: String,
+        store: String,
+        declared: Vec<String>,
+    },
     #[error("module {id} is deployed by {}; delete or redeploy those first", processors.join(", "))]
     ModuleInUse { id: String, processors: Vec<String> },
     #[error(
@@ -92,6 +100,9 @@ pub struct ProcessorView {
     pub traps: u64,
     pub lag: Vec<PartitionLag>,
     pub call_latency_ms: Latency,
+    /// Each declared store: keys and bytes over all partitions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<StoreView>,
     pub created_ms: i64,
     pub updated_ms: i64,
     /// Who deployed it last: `admin` or `token:ID`.
@@ -106,6 +117,13 @@ pub struct PartitionLag {
     pub lag: u64,
     /// Linear memory of the partition's instance (0 while none runs).
     pub memory_bytes: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StoreView {
+    pub name: String,
+    pub keys: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -331,7 +349,28 @@ impl Processors {
             None => Vec::new(),
         };
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut stores: Vec<StoreView> = d
+            .stored
+            .spec
+            .stores
+            .iter()
+            .map(|name| StoreView {
+                name: name.clone(),
+                keys: 0,
+                bytes: 0,
+            })
+            .collect();
+        for g in &d.gauges {
+            if let Some(task) = g.state() {
+                let figures = task.lock().unwrap_or_else(|e| e.into_inner()).figures();
+                for (view, f) in stores.iter_mut().zip(figures) {
+                    view.keys += f.keys;
+                    view.bytes += f.bytes;
+                }
+            }
+        }
         ProcessorView {
+            stores,
             name: name.to_owned(),
             spec: d.stored.spec.clone(),
             state,
@@ -391,8 +430,17 @@ impl Processors {
         slot.publish(None);
         self.forget(name, &slot);
         removed?;
-        // Its committed offsets go last: a crash before this leaves keys of no deployment
-        // (harmless), never a deployment without its offsets.
+        // Its state's changelog, then its committed offsets: a crash before this leaves data of
+        // no deployment (harmless), never a deployment without its offsets or state.
+        match self
+            .0
+            .topics
+            .delete_internal(&crate::state::changelog::topic_name(name))
+            .await
+        {
+            Ok(()) | Err(TopicError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         for key in self.0.offsets.keys_with_prefix(&format!("processor/{name}/")) {
             self.0.offsets.remove(&key).await?;
         }

@@ -26,8 +26,9 @@ use super::txn::{Target, TaskTxn, TopicWrites};
 use crate::group::OffsetStore;
 use crate::group::offsets::task_key;
 use crate::log::NewRecord;
+use crate::state::{TaskState, changelog, snapshot};
 use crate::topic::{AppendMode, Isolation, Partition, Topic, TopicError, Topics};
-use crate::wasm::{CompiledModule, Guest, WasmRuntime};
+use crate::wasm::{CompiledModule, Guest, TaskRef, WasmRuntime};
 
 /// Bytes of log read per batch (at most `batch_records_max` records of it are used).
 const READ_BYTES: usize = 1024 * 1024;
@@ -57,6 +58,10 @@ pub struct Ctx {
     pub offsets: OffsetStore,
     /// Where versions before the offset store kept this input incarnation's offsets.
     pub legacy_offsets_dir: PathBuf,
+    /// The state's changelog (one partition per input partition), when the processor has stores.
+    pub changelog: Option<Arc<Topic>>,
+    /// Where the tasks' state snapshots are (`P.snapshot`).
+    pub state_dir: PathBuf,
     pub stop: CancellationToken,
     pub paused: watch::Receiver<bool>,
     /// The processor's share of the instance pool: at most this many of its partitions hold an
@@ -65,10 +70,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Every partition a task may write to: all partitions of the outputs and the dead-letter
-    /// topic.
-    fn targets(&self) -> Vec<Target> {
-        self.outputs
+    /// Every partition task `partition` may write to: all partitions of the outputs and the
+    /// dead-letter topic, and its own changelog partition.
+    fn targets(&self, partition: u32) -> Vec<Target> {
+        let mut targets: Vec<Target> = self
+            .outputs
             .iter()
             .chain(self.dead_letter.iter())
             .flat_map(|t| {
@@ -77,7 +83,14 @@ impl Ctx {
                     partition,
                 })
             })
-            .collect()
+            .collect();
+        if let Some(c) = &self.changelog {
+            targets.push(Target {
+                topic: Arc::clone(c),
+                partition,
+            });
+        }
+        targets
     }
 }
 
@@ -88,6 +101,14 @@ pub struct PartitionGauges {
     pub committed: AtomicU64,
     /// Linear memory of the partition's instance, bytes (0 while none runs).
     pub memory_bytes: AtomicU64,
+    /// The task's state once restored, for readers (`GET .../state/...`, the status).
+    pub state: std::sync::Mutex<Option<TaskRef>>,
+}
+
+impl PartitionGauges {
+    pub fn state(&self) -> Option<TaskRef> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// Records routed to one topic's partitions.
@@ -177,6 +198,21 @@ struct Committer {
     pending: Pending,
     committed: u64,
     last_checkpoint: Instant,
+    /// The task's input partition.
+    partition: u32,
+    /// The task's state, when the processor has stores.
+    task: Option<TaskRef>,
+    /// Changelog records written since the last snapshot.
+    since_snapshot: u64,
+}
+
+/// Changelog records a task writes before it snapshots its state, at least: a snapshot costs a
+/// pass over every key, so it follows at least as many writes as there are keys (a restart
+/// then replays at most about twice the keys).
+const SNAPSHOT_RECORDS_MIN: u64 = 100_000;
+
+fn lock(task: &TaskRef) -> std::sync::MutexGuard<'_, TaskState> {
+    task.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Committer {
@@ -188,13 +224,68 @@ impl Committer {
             return Ok(());
         }
         let (offset, watermark) = (self.pending.offset, self.pending.watermark);
-        let (writes, counts, last_error) = self.pending.take(ctx);
+        let (mut writes, counts, last_error) = self.pending.take(ctx);
+        let changes = self.changelog_writes(ctx);
+        let changed = changes.as_ref().map_or(0, |(_, g)| g[0].1.len() as u64);
+        writes.extend(changes);
         let failed = |e: TopicError| format!("could not write output: {e}");
         self.txn.commit(writes, offset, watermark).await.map_err(failed)?;
         if visible {
             self.txn.settle_markers().await.map_err(failed)?;
         }
+        self.since_snapshot += changed;
         self.done(ctx, gauges, offset, counts, last_error);
+        Ok(())
+    }
+
+    /// The changelog records of what the state changed since the last commit.
+    fn changelog_writes(&self, ctx: &Ctx) -> Option<TopicWrites> {
+        let (task, topic) = (self.task.as_ref()?, ctx.changelog.as_ref()?);
+        let changes = lock(task).take_changes();
+        if changes.is_empty() {
+            return None;
+        }
+        let records = changes.into_iter().map(changelog::record).collect();
+        Some((Arc::clone(topic), vec![(self.partition, records)]))
+    }
+
+    /// Snapshots the state when enough was written since the last one (`force`: if anything
+    /// was): after a commit, with its markers down, so the snapshot holds what the changelog
+    /// holds up to its end.
+    async fn snapshot(&mut self, ctx: &Ctx, force: bool) -> Result<(), String> {
+        let (Some(task), Some(topic)) = (&self.task, &ctx.changelog) else {
+            return Ok(());
+        };
+        let keys: u64 = lock(task).figures().iter().map(|f| f.keys).sum();
+        let due = if force {
+            self.since_snapshot > 0
+        } else {
+            self.since_snapshot >= SNAPSHOT_RECORDS_MIN.max(keys)
+        };
+        if !due {
+            return Ok(());
+        }
+        self.txn
+            .settle_markers()
+            .await
+            .map_err(|e| format!("could not write output: {e}"))?;
+        let partition = self.partition;
+        let next = topic.partitions[partition as usize].high_watermark();
+        let bytes = snapshot::encode(&lock(task), &topic.id, next);
+        let path = ctx.state_dir.join(format!("{partition}.snapshot"));
+        let started = Instant::now();
+        let written = tokio::task::spawn_blocking(move || snapshot::write(&path, &bytes)).await;
+        match written {
+            Ok(Ok(())) => {
+                self.since_snapshot = 0;
+                tracing::debug!(processor = %ctx.name, partition, keys, ms = started.elapsed().as_millis() as u64, "state snapshot written");
+            }
+            // Only an optimization: the changelog still has everything.
+            Ok(Err(e)) => {
+                tracing::warn!(processor = %ctx.name, partition, error = %e, "cannot write the state snapshot")
+            }
+            Err(_) => {}
+        }
         Ok(())
     }
 
@@ -223,10 +314,20 @@ impl Committer {
             return Ok(());
         }
         let (offset, watermark) = (self.pending.offset, self.pending.watermark);
-        self.txn
-            .checkpoint(offset, watermark)
-            .await
-            .map_err(|e| format!("cannot commit the offset: {e}"))?;
+        let failed = |e: TopicError| format!("cannot commit the offset: {e}");
+        match self.changelog_writes(ctx) {
+            // State and offset still commit together: outputs alone may repeat.
+            Some(changes) => {
+                let n = changes.1[0].1.len() as u64;
+                self.txn
+                    .commit(vec![changes], offset, watermark)
+                    .await
+                    .map_err(failed)?;
+                self.txn.settle_markers().await.map_err(failed)?;
+                self.since_snapshot += n;
+            }
+            None => self.txn.checkpoint(offset, watermark).await.map_err(failed)?,
+        }
         self.pending.dirty = false;
         self.last_checkpoint = Instant::now();
         self.done(ctx, gauges, offset, Counts::default(), None);
@@ -249,10 +350,10 @@ impl Committer {
                 if now || self.pending.due(Duration::from_millis(ctx.spec.commit_interval_ms)) {
                     self.commit(ctx, gauges, now).await?;
                 }
-                Ok(())
             }
-            Guarantee::AtLeastOnce => self.checkpoint(ctx, gauges, now).await,
+            Guarantee::AtLeastOnce => self.checkpoint(ctx, gauges, now).await?,
         }
+        self.snapshot(ctx, false).await
     }
 }
 
@@ -265,6 +366,36 @@ fn start_offset(ctx: &Ctx, partition: &Partition) -> u64 {
         Start::Latest => end,
         Start::Offset(n) => n.clamp(start, end),
     }
+}
+
+/// The task's state as committed: its snapshot, then the changelog after it.
+async fn restore_state(ctx: &Ctx, partition: u32, watermark: Option<i64>) -> Result<Option<TaskRef>, TopicError> {
+    let Some(topic) = &ctx.changelog else { return Ok(None) };
+    let started = Instant::now();
+    let mut state = TaskState::new(&ctx.spec.stores, ctx.spec.state_limits);
+    let path = ctx.state_dir.join(format!("{partition}.snapshot"));
+    let id = topic.id.clone();
+    let (state, from) = tokio::task::spawn_blocking(move || {
+        let from = snapshot::load(&path, &id, &mut state);
+        (state, from)
+    })
+    .await
+    .map_err(|_| TopicError::ShuttingDown)?;
+    let mut state = state;
+    let p = Arc::clone(topic.partition(partition)?);
+    let (_, replayed) = changelog::replay(&p, from.unwrap_or(0), &mut state).await?;
+    state.watermark = watermark;
+    let keys: u64 = state.figures().iter().map(|f| f.keys).sum();
+    tracing::info!(
+        processor = %ctx.name,
+        partition,
+        keys,
+        snapshot = from.is_some(),
+        replayed,
+        ms = started.elapsed().as_millis() as u64,
+        "state restored"
+    );
+    Ok(Some(Arc::new(std::sync::Mutex::new(state))))
 }
 
 /// Starts the task's producer (settling what a crash left open) from its committed offset.
@@ -280,7 +411,8 @@ async fn start_task(ctx: &Ctx, partition: &Partition) -> Result<(Committer, u64)
     };
     let start = legacy.unwrap_or_else(|| start_offset(ctx, partition));
     let key = task_key(&ctx.name, id);
-    let resumed = TaskTxn::start(&ctx.offsets, &ctx.topics, &key, &ctx.input, ctx.targets(), start).await?;
+    let resumed = TaskTxn::start(&ctx.offsets, &ctx.topics, &key, &ctx.input, ctx.targets(id), start).await?;
+    let task = restore_state(ctx, id, resumed.watermark).await?;
     if legacy.is_some() {
         // Moved into the offset store with the checkpoint just written.
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(legacy_path)).await;
@@ -291,6 +423,9 @@ async fn start_task(ctx: &Ctx, partition: &Partition) -> Result<(Committer, u64)
         pending: Pending::new(ctx, next, resumed.watermark),
         committed: next,
         last_checkpoint: Instant::now(),
+        partition: id,
+        task,
+        since_snapshot: 0,
     };
     Ok((committer, next))
 }
@@ -306,6 +441,8 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
         }
     };
     gauges.committed.store(next, Ordering::Relaxed);
+    *gauges.state.lock().unwrap_or_else(|e| e.into_inner()) = committer.task.clone();
+    let task = committer.task.clone();
     let exactly_once = ctx.spec.guarantee == Guarantee::ExactlyOnce;
     let mut guest: Option<Guest> = None;
     // When the instance was made: a busy partition gives it up after a slice if others wait.
@@ -376,7 +513,25 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
                     std::future::pending::<()>().await;
                 }
             };
+            // A processing-time timer wakes the task when it is due.
+            let timer_due = task.as_ref().and_then(|t| lock(t).next_processing_timer());
+            let timer = async move {
+                match timer_due {
+                    Some(at) => {
+                        let wait = (at - crate::topic::now_ms()).max(0) as u64;
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
+                () = timer => {
+                    if let Err(fatal) = run_timers(&ctx, id, &mut guest, task.as_ref(), &mut committer, next).await {
+                        fail(&ctx, id, fatal);
+                        clean = false;
+                        break;
+                    }
+                }
                 () = someone_waits => {
                     guest = None;
                     gauges.memory_bytes.store(0, Ordering::Relaxed);
@@ -385,7 +540,11 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
                 _ = paused.changed() => {}
                 () = ctx.stop.cancelled() => break,
                 () = ctx.input.stop.cancelled() => {
-                    ctx.status.set_error(format!("input topic '{}' was deleted", ctx.input.name), true);
+                    // Its readers stop when it is deleted, and when the broker stops.
+                    let deleted = ctx.topics.get(&ctx.input.name).ok().is_none_or(|t| t.id != ctx.input.id);
+                    if deleted {
+                        ctx.status.set_error(format!("input topic '{}' was deleted", ctx.input.name), true);
+                    }
                     break;
                 }
                 () = idle => {
@@ -411,8 +570,14 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             biased;
             () = ctx.stop.cancelled() => None,
             _ = paused.changed() => Some(None),
-            r = ctx.process(id, &mut guest, &chunk) => Some(Some(r)),
+            r = ctx.process(id, &mut guest, &chunk, task.as_ref()) => Some(Some(r)),
         };
+        if !matches!(outcome, Some(Some(_))) {
+            // The call was dropped mid-way: whatever it wrote goes.
+            if let Some(t) = &task {
+                lock(t).rollback_call();
+            }
+        }
         if !had_instance && guest.is_some() {
             held_since = Instant::now();
         }
@@ -441,6 +606,7 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
         }
         let delivery = ctx.deliver(id, processed);
         next = delivery.next_offset;
+        let timers_next = next;
         let stop = delivery.stop.clone();
         let delivered = if exactly_once {
             committer.pending.add(&ctx, delivery);
@@ -449,6 +615,13 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             committer.append_now(&ctx, delivery).await
         };
         if let Err(fatal) = delivered {
+            fail(&ctx, id, fatal);
+            clean = false;
+            break;
+        }
+        if stop.is_none()
+            && let Err(fatal) = run_timers(&ctx, id, &mut guest, task.as_ref(), &mut committer, timers_next).await
+        {
             fail(&ctx, id, fatal);
             clean = false;
             break;
@@ -488,7 +661,11 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
     if clean {
         // What was processed to the end goes in; then a checkpoint, so the next start finds
         // nothing open and scans nothing.
-        let finished = match committer.flush(&ctx, &gauges, true).await {
+        let flushed = match committer.flush(&ctx, &gauges, true).await {
+            Ok(()) => committer.snapshot(&ctx, true).await,
+            Err(e) => Err(e),
+        };
+        let finished = match flushed {
             Ok(()) => {
                 let offset = committer.committed;
                 let watermark = committer.pending.watermark;
@@ -503,6 +680,30 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
     if ctx.status.state().0 == State::Running && *ctx.paused.borrow() {
         ctx.status.set_state(State::Paused);
     }
+}
+
+/// Fires the task's due timers, a batch at a time, adding what they emit to the next commit.
+async fn run_timers(
+    ctx: &Ctx,
+    partition: u32,
+    guest: &mut Option<Guest>,
+    task: Option<&TaskRef>,
+    committer: &mut Committer,
+    next: u64,
+) -> Result<(), String> {
+    let Some(task) = task else { return Ok(()) };
+    for _ in 0..16 {
+        let Some(processed) = ctx.fire_timers(partition, guest, task, next).await? else {
+            return Ok(());
+        };
+        let delivery = ctx.deliver(partition, processed);
+        if ctx.spec.guarantee == Guarantee::ExactlyOnce {
+            committer.pending.add(ctx, delivery);
+        } else {
+            committer.append_now(ctx, delivery).await?;
+        }
+    }
+    Ok(())
 }
 
 fn fail(ctx: &Ctx, partition: u32, fatal: String) {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::state::StateLimits;
 use crate::wasm::GuestLimits;
 
 /// Records per guest call when the deployment names no `batch_records_max`.
@@ -133,6 +134,13 @@ pub struct ProcessorSpec {
     /// sooner.
     #[serde(default = "commit_interval_default")]
     pub commit_interval_ms: u64,
+    /// Keyed state stores the processor uses (`weir:processor/state` of contract 0.2), each
+    /// kept per input partition and backed by the changelog topic `__weir_changelog-NAME`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<String>,
+    /// Limits of each task's state.
+    #[serde(default)]
+    pub state_limits: StateLimits,
 }
 
 fn batch_default() -> usize {
@@ -168,6 +176,16 @@ impl ProcessorSpec {
         if !(1..=COMMIT_INTERVAL_MS_MAX).contains(&self.commit_interval_ms) {
             return Err(format!("commit_interval_ms must be 1 to {COMMIT_INTERVAL_MS_MAX}"));
         }
+        if self.stores.len() > crate::state::STORES_MAX {
+            return Err(format!("stores lists at most {} stores", crate::state::STORES_MAX));
+        }
+        for (i, s) in self.stores.iter().enumerate() {
+            crate::state::validate_store_name(s).map_err(|e| format!("stores: {e}"))?;
+            if self.stores[..i].contains(s) {
+                return Err(format!("stores: '{s}' is listed twice"));
+            }
+        }
+        self.state_limits.validate()?;
         if self.on_error != OnError::DeadLetter && self.dead_letter_topic.is_some() {
             return Err("dead_letter_topic is only used with on_error \"dead_letter\"".into());
         }

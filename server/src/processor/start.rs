@@ -96,12 +96,37 @@ impl Processors {
                     if dlq == spec.input { "input" } else { "output" }
                 )));
             }
+            if crate::topic::spec::is_internal(&dlq) {
+                return Err(invalid(format!(
+                    "dead-letter topic '{dlq}': names starting with '__' belong to the broker"
+                )));
+            }
+        }
+        if let Some(o) = spec.outputs.iter().find(|o| crate::topic::spec::is_internal(o)) {
+            return Err(invalid(format!(
+                "output topic '{o}' belongs to the broker (names starting with '__'): a processor cannot write to it"
+            )));
+        }
+        if !spec.stores.is_empty() {
+            let changelog = crate::state::changelog::topic_name(name);
+            crate::topic::spec::validate_name(&changelog).map_err(|e| {
+                invalid(format!(
+                    "a processor with state keeps it in the topic '{changelog}', which is not a valid name ({e}); use a shorter processor name"
+                ))
+            })?;
         }
         let modules = self.0.modules.clone();
         let id = spec.module.clone();
-        tokio::task::spawn_blocking(move || modules.compiled(&id))
+        let module = tokio::task::spawn_blocking(move || modules.compiled(&id))
             .await
-            .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
+            .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))??;
+        if !spec.stores.is_empty() && module.contract == crate::wasm::Contract::V0_1 {
+            return Err(invalid(format!(
+                "the deployment declares stores, but module {} was built against contract 0.1, which has no state; rebuild it against wit/processor.wit 0.2 (weir processor build does)",
+                spec.module
+            )));
+        }
+        Ok(module)
     }
 
     /// Starts the tasks of `stored`. A deployment that cannot start (its module or a topic is
@@ -187,6 +212,10 @@ impl Processors {
             }
             _ => None,
         };
+        let changelog = match spec.stores.is_empty() {
+            true => None,
+            false => Some(self.changelog_topic(name, &input).await?),
+        };
         let modules = self.0.modules.clone();
         let id = spec.module.clone();
         let module = tokio::task::spawn_blocking(move || modules.compiled(&id))
@@ -218,9 +247,48 @@ impl Processors {
             topics: self.0.topics.clone(),
             offsets: self.0.offsets.clone(),
             legacy_offsets_dir,
+            changelog,
+            state_dir: self.0.dir.join(name).join("state"),
             stop,
             paused,
         }))
+    }
+
+    /// The processor's changelog topic: one partition per input partition, compacted; made on
+    /// first use. Its partitions belong to the input's: a count that no longer matches (the
+    /// input was made again with other partitions) cannot be mapped.
+    async fn changelog_topic(&self, name: &str, input: &Topic) -> Result<Arc<Topic>, ProcessorError> {
+        let changelog = crate::state::changelog::topic_name(name);
+        let topic = match self.0.topics.get(&changelog) {
+            Ok(t) => t,
+            Err(_) => {
+                let (topics, topic_name) = (self.0.topics.clone(), changelog.clone());
+                let config = TopicConfig {
+                    partitions: input.partitions.len() as u32,
+                    retention_ms: None,
+                    retention_bytes: None,
+                    segment_bytes: 64 * 1024 * 1024,
+                    fsync: crate::topic::FsyncPolicy::Always,
+                    cleanup_policy: crate::topic::CleanupPolicy::Compact,
+                    ..TopicConfig::default()
+                };
+                match tokio::task::spawn_blocking(move || topics.create_internal(&topic_name, config)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(TopicError::Exists(_) | TopicError::Busy { .. })) => self.0.topics.get(&changelog)?,
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => return Err(TopicError::ShuttingDown.into()),
+                }
+            }
+        };
+        if topic.partitions.len() != input.partitions.len() {
+            return Err(ProcessorError::InvalidSpec(format!(
+                "its state is kept in {} partitions, but input topic '{}' now has {}: reset the state (POST /v1/processors/{name}/reset with \"state\": true) to start it over",
+                topic.partitions.len(),
+                input.name,
+                input.partitions.len()
+            )));
+        }
+        Ok(topic)
     }
 
     /// The dead-letter topic, created (one partition, the input's settings) if missing.

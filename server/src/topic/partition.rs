@@ -270,6 +270,16 @@ impl Partition {
         }
     }
 
+    /// The first offset whose record may be at or after `timestamp_ms` (a lower bound to read
+    /// from; the end when every record is older), off the async threads.
+    pub async fn offset_for_timestamp(self: &Arc<Self>, timestamp_ms: i64) -> Result<u64, TopicError> {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || me.log().offset_for_timestamp(timestamp_ms))
+            .await
+            .map_err(|_| TopicError::ShuttingDown)?
+            .map_err(TopicError::from)
+    }
+
     /// The end a reader with `isolation` reads to: the last stable offset or the high watermark.
     pub fn end(&self, isolation: Isolation) -> u64 {
         match isolation {

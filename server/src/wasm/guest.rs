@@ -8,7 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{Level, latin1, packed, typed};
+use super::bindings::{Level, v01, v02};
 use super::logpipe::LogPipe;
 use super::{LogSink, ModuleKind};
 use crate::log::NewRecord;
@@ -98,12 +98,18 @@ pub struct InputRef<'a> {
     pub headers: &'a [(&'a str, &'a [u8])],
 }
 
-/// Store data: WASI (deny-by-default), limits, the log, and the current call's time budget.
+/// The state of the task an instance runs for, shared with the task and with HTTP readers.
+pub type TaskRef = Arc<Mutex<crate::state::TaskState>>;
+
+/// Store data: WASI (deny-by-default), limits, the log, the task's state, and the current
+/// call's time budget.
 pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
-    log: LogSink,
+    pub(super) log: LogSink,
+    /// The task's state (for the host's `state` and `time` imports), if it has one.
+    pub(super) task: Option<TaskRef>,
     /// Epoch ticks the current call may still run before it is interrupted. Counted only
     /// while the guest runs (each tick it runs through ends in a yield), so time spent waiting
     /// for a thread while other guests run is not charged to it.
@@ -137,12 +143,6 @@ impl WasiView for GuestState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-impl typed::weir::processor::host::Host for GuestState {
-    fn log(&mut self, level: Level, message: String) {
-        (self.log)(level, &message);
     }
 }
 
@@ -186,9 +186,12 @@ impl ResourceLimiter for Limiter {
 }
 
 enum Bindings {
-    Packed(packed::PackedProcessor),
-    Typed(typed::Processor),
-    Latin1(latin1::PackedLatin1Processor),
+    Packed(v01::packed::PackedProcessor),
+    Typed(v01::typed::Processor),
+    Latin1(v01::latin1::PackedLatin1Processor),
+    Packed2(v02::packed::PackedProcessor),
+    Typed2(v02::typed::Processor),
+    Latin12(v02::latin1::PackedLatin1Processor),
 }
 
 /// A live processor instance.
@@ -210,6 +213,7 @@ impl Guest {
         topic: &str,
         log: LogSink,
         permit: super::pool::InstancePermit,
+        task: Option<TaskRef>,
     ) -> Result<Self, CallError> {
         let wasi = WasiCtxBuilder::new()
             .stdout(LogPipe::new(Level::Info, log.clone()))
@@ -224,6 +228,7 @@ impl Guest {
                 denied: None,
             },
             log,
+            task,
             ticks_left: 0,
             ticks_run: 0,
             wall_deadline: std::time::Instant::now(),
@@ -266,6 +271,9 @@ impl Guest {
             super::Pre::Packed(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Packed),
             super::Pre::Typed(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Typed),
             super::Pre::Latin1(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Latin1),
+            super::Pre::Packed2(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Packed2),
+            super::Pre::Typed2(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Typed2),
+            super::Pre::Latin12(pre) => pre.instantiate_async(&mut store).await.map(Bindings::Latin12),
         };
         let bindings = bindings.map_err(|e| classify(&store, &e))?;
         Ok(Self {
@@ -280,9 +288,9 @@ impl Guest {
 
     pub fn kind(&self) -> ModuleKind {
         match self.bindings {
-            Bindings::Packed(_) => ModuleKind::Packed,
-            Bindings::Typed(_) => ModuleKind::Typed,
-            Bindings::Latin1(_) => ModuleKind::PackedLatin1,
+            Bindings::Packed(_) | Bindings::Packed2(_) => ModuleKind::Packed,
+            Bindings::Typed(_) | Bindings::Typed2(_) => ModuleKind::Typed,
+            Bindings::Latin1(_) | Bindings::Latin12(_) => ModuleKind::PackedLatin1,
         }
     }
 
@@ -299,20 +307,20 @@ impl Guest {
     #[allow(clippy::ptr_arg)] // the generated binding takes &Vec
     pub async fn init(&mut self, config: &Vec<(String, String)>) -> Result<(), CallError> {
         self.arm_deadline();
+        let s = &mut self.store;
         let result = match &self.bindings {
-            Bindings::Packed(b) => {
-                b.weir_processor_packed_batch_processor()
-                    .call_init(&mut self.store, config)
-                    .await
-            }
-            Bindings::Typed(b) => {
-                b.weir_processor_batch_processor()
-                    .call_init(&mut self.store, config)
-                    .await
-            }
+            Bindings::Packed(b) => b.weir_processor_packed_batch_processor().call_init(s, config).await,
+            Bindings::Typed(b) => b.weir_processor_batch_processor().call_init(s, config).await,
             Bindings::Latin1(b) => {
                 b.weir_processor_packed_latin1_batch_processor()
-                    .call_init(&mut self.store, config)
+                    .call_init(s, config)
+                    .await
+            }
+            Bindings::Packed2(b) => b.weir_processor_packed_batch_processor().call_init(s, config).await,
+            Bindings::Typed2(b) => b.weir_processor_batch_processor().call_init(s, config).await,
+            Bindings::Latin12(b) => {
+                b.weir_processor_packed_latin1_batch_processor()
+                    .call_init(s, config)
                     .await
             }
         };
@@ -327,57 +335,157 @@ impl Guest {
     /// guest at its next tick; the instance is then unusable (drop it).
     pub async fn process(&mut self, partition: u32, records: &[InputRef<'_>]) -> Result<BatchOutput, CallError> {
         self.arm_deadline();
+        let n = records.len();
         match &self.bindings {
             Bindings::Packed(b) => {
                 let batch = self.pack(partition, records);
-                let result = b
+                let r = b
                     .weir_processor_packed_batch_processor()
                     .call_process_packed(&mut self.store, &batch)
                     .await;
-                self.finish_packed(result, records.len(), Ok)
+                self.finish_packed(r, n, Ok)
+            }
+            Bindings::Packed2(b) => {
+                let batch = self.pack(partition, records);
+                let r = b
+                    .weir_processor_packed_batch_processor()
+                    .call_process_packed(&mut self.store, &batch)
+                    .await;
+                self.finish_packed(r, n, Ok)
             }
             Bindings::Latin1(b) => {
                 let batch = self.pack(partition, records);
-                let result = b
+                let r = b
                     .weir_processor_packed_latin1_batch_processor()
                     .call_process_packed(&mut self.store, &batch)
                     .await;
-                self.finish_packed(result, records.len(), latin1_bytes)
+                self.finish_packed(r, n, latin1_bytes)
+            }
+            Bindings::Latin12(b) => {
+                let batch = self.pack(partition, records);
+                let r = b
+                    .weir_processor_packed_latin1_batch_processor()
+                    .call_process_packed(&mut self.store, &batch)
+                    .await;
+                self.finish_packed(r, n, latin1_bytes)
             }
             Bindings::Typed(b) => {
-                use typed::weir::processor::types::{Header, InputRecord};
-                let batch: Vec<InputRecord> = records
-                    .iter()
-                    .map(|r| InputRecord {
-                        topic: self.topic.clone(),
-                        partition,
-                        offset: r.offset,
-                        timestamp: r.timestamp,
-                        key: r.key.map(<[u8]>::to_vec),
-                        value: r.value.to_vec(),
-                        headers: r
-                            .headers
-                            .iter()
-                            .map(|(n, v)| Header {
-                                name: (*n).to_owned(),
-                                value: v.to_vec(),
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                let result = b
+                let batch = self.typed_batch(partition, records);
+                let r = b
                     .weir_processor_batch_processor()
                     .call_process(&mut self.store, &batch)
                     .await;
-                match result {
-                    Ok(Ok(out)) => from_typed(out, self.limits.output_bytes_max),
-                    Ok(Err(e)) => Err(CallError::Guest {
-                        message: e.message,
-                        record: e.record,
-                    }),
-                    Err(e) => Err(classify(&self.store, &e)),
-                }
+                self.finish_typed(r)
             }
+            Bindings::Typed2(b) => {
+                let batch = self.typed_batch(partition, records);
+                let r = b
+                    .weir_processor_batch_processor()
+                    .call_process(&mut self.store, &batch)
+                    .await;
+                self.finish_typed(r)
+            }
+        }
+    }
+
+    /// Calls the guest's `on-timers` with `fired` (contract 0.2; a 0.1 component has no
+    /// timers and gives nothing). Outputs name the index of their timer as `input`.
+    pub async fn on_timers(&mut self, fired: &[crate::state::timers::Fired]) -> Result<BatchOutput, CallError> {
+        use crate::state::timers::Domain as D;
+        self.arm_deadline();
+        let n = fired.len();
+        let domain_byte = |d: D| [d as u8];
+        let bytes: Vec<[u8; 1]> = fired.iter().map(|f| domain_byte(f.domain)).collect();
+        let packed = || {
+            let mut w = BatchWriter::new(&self.topic, 0, fired.iter().map(|f| f.key.len() + 40).sum());
+            for (f, b) in fired.iter().zip(&bytes) {
+                w.push(0, f.at, Some(&f.key), b, std::iter::empty());
+            }
+            w.finish()
+        };
+        match &self.bindings {
+            Bindings::Packed(_) | Bindings::Typed(_) | Bindings::Latin1(_) => Ok(BatchOutput::default()),
+            Bindings::Packed2(b) => {
+                let batch = packed();
+                let r = b
+                    .weir_processor_packed_batch_processor()
+                    .call_on_timers_packed(&mut self.store, &batch)
+                    .await;
+                self.finish_packed(r, n, Ok)
+            }
+            Bindings::Latin12(b) => {
+                let batch = packed();
+                let r = b
+                    .weir_processor_packed_latin1_batch_processor()
+                    .call_on_timers_packed(&mut self.store, &batch)
+                    .await;
+                self.finish_packed(r, n, latin1_bytes)
+            }
+            Bindings::Typed2(b) => {
+                use v02::typed::weir::processor::time::{Domain, Fired};
+                let list: Vec<Fired> = fired
+                    .iter()
+                    .map(|f| Fired {
+                        key: f.key.clone(),
+                        at: f.at,
+                        domain: match f.domain {
+                            D::EventTime => Domain::EventTime,
+                            D::ProcessingTime => Domain::ProcessingTime,
+                        },
+                    })
+                    .collect();
+                let r = b
+                    .weir_processor_batch_processor()
+                    .call_on_timers(&mut self.store, &list)
+                    .await;
+                self.finish_typed(r)
+            }
+        }
+    }
+
+    fn typed_batch(
+        &self,
+        partition: u32,
+        records: &[InputRef<'_>],
+    ) -> Vec<v01::typed::weir::processor::types::InputRecord> {
+        use v01::typed::weir::processor::types::{Header, InputRecord};
+        records
+            .iter()
+            .map(|r| InputRecord {
+                topic: self.topic.clone(),
+                partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.to_vec(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(n, v)| Header {
+                        name: (*n).to_owned(),
+                        value: v.to_vec(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn finish_typed(
+        &self,
+        result: wasmtime::Result<
+            Result<
+                Vec<v01::typed::weir::processor::types::OutputRecord>,
+                v01::typed::weir::processor::types::ProcessError,
+            >,
+        >,
+    ) -> Result<BatchOutput, CallError> {
+        match result {
+            Ok(Ok(out)) => from_typed(out, self.limits.output_bytes_max),
+            Ok(Err(e)) => Err(CallError::Guest {
+                message: e.message,
+                record: e.record,
+            }),
+            Err(e) => Err(classify(&self.store, &e)),
         }
     }
 }
@@ -412,7 +520,7 @@ impl Guest {
     /// bytes from however the world carries them.
     fn finish_packed<T>(
         &self,
-        result: wasmtime::Result<Result<T, typed::weir::processor::types::ProcessError>>,
+        result: wasmtime::Result<Result<T, v01::typed::weir::processor::types::ProcessError>>,
         inputs: usize,
         to_bytes: impl FnOnce(T) -> Result<Vec<u8>, CallError>,
     ) -> Result<BatchOutput, CallError> {
@@ -482,7 +590,7 @@ pub fn decode_packed(out: &[u8], inputs: usize, output_bytes_max: usize) -> Resu
 }
 
 fn from_typed(
-    out: Vec<typed::weir::processor::types::OutputRecord>,
+    out: Vec<v01::typed::weir::processor::types::OutputRecord>,
     output_bytes_max: usize,
 ) -> Result<BatchOutput, CallError> {
     let bytes: usize = out

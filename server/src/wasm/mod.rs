@@ -8,6 +8,7 @@
 mod bindings;
 mod executor;
 mod guest;
+mod host;
 mod logpipe;
 mod module;
 pub mod pool;
@@ -21,8 +22,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bindings::Level;
 use guest::GuestState;
-pub use guest::{BatchOutput, CallError, Emitted, Guest, GuestLimits, InputRef, TrapKind, decode_packed};
-pub use module::{ModuleError, ModuleKind, sniff};
+pub use guest::{BatchOutput, CallError, Emitted, Guest, GuestLimits, InputRef, TaskRef, TrapKind, decode_packed};
+pub use module::{Contract, ModuleError, ModuleKind, sniff};
 
 /// Where a guest's log lines go.
 pub type LogSink = Arc<dyn Fn(Level, &str) + Send + Sync>;
@@ -63,15 +64,19 @@ impl Default for RuntimeConfig {
 #[derive(Clone)]
 pub struct CompiledModule {
     pub kind: ModuleKind,
+    pub contract: Contract,
     pre: Pre,
     component: Component,
 }
 
 #[derive(Clone)]
 enum Pre {
-    Packed(bindings::packed::PackedProcessorPre<GuestState>),
-    Typed(bindings::typed::ProcessorPre<GuestState>),
-    Latin1(bindings::latin1::PackedLatin1ProcessorPre<GuestState>),
+    Packed(bindings::v01::packed::PackedProcessorPre<GuestState>),
+    Typed(bindings::v01::typed::ProcessorPre<GuestState>),
+    Latin1(bindings::v01::latin1::PackedLatin1ProcessorPre<GuestState>),
+    Packed2(bindings::v02::packed::PackedProcessorPre<GuestState>),
+    Typed2(bindings::v02::typed::ProcessorPre<GuestState>),
+    Latin12(bindings::v02::latin1::PackedLatin1ProcessorPre<GuestState>),
 }
 
 impl CompiledModule {
@@ -121,7 +126,13 @@ impl WasmRuntime {
         let engine = Engine::new(&c)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::typed::weir::processor::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::v01::typed::weir::processor::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        {
+            use bindings::v02::typed::weir::processor as v02;
+            v02::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+            v02::state::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+            v02::time::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        }
         spawn_epoch_ticker(&engine, Duration::from_millis(config.epoch_tick_ms));
         Ok(Self {
             engine,
@@ -189,7 +200,7 @@ impl WasmRuntime {
     }
 
     fn prepare(&self, component: Component) -> Result<CompiledModule, ModuleError> {
-        let kind = module::kind(&self.engine, &component)?;
+        let (kind, contract) = module::kind(&self.engine, &component)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -197,16 +208,33 @@ impl WasmRuntime {
         let wrong_world = |e: wasmtime::Error| ModuleError::WrongWorld {
             exports: format!("{e:#}"),
         };
-        let pre = match kind {
-            ModuleKind::Packed => {
-                Pre::Packed(bindings::packed::PackedProcessorPre::new(instance_pre).map_err(wrong_world)?)
+        use bindings::{v01, v02};
+        let pre = match (kind, contract) {
+            (ModuleKind::Packed, Contract::V0_1) => {
+                Pre::Packed(v01::packed::PackedProcessorPre::new(instance_pre).map_err(wrong_world)?)
             }
-            ModuleKind::Typed => Pre::Typed(bindings::typed::ProcessorPre::new(instance_pre).map_err(wrong_world)?),
-            ModuleKind::PackedLatin1 => {
-                Pre::Latin1(bindings::latin1::PackedLatin1ProcessorPre::new(instance_pre).map_err(wrong_world)?)
+            (ModuleKind::Typed, Contract::V0_1) => {
+                Pre::Typed(v01::typed::ProcessorPre::new(instance_pre).map_err(wrong_world)?)
+            }
+            (ModuleKind::PackedLatin1, Contract::V0_1) => {
+                Pre::Latin1(v01::latin1::PackedLatin1ProcessorPre::new(instance_pre).map_err(wrong_world)?)
+            }
+            (ModuleKind::Packed, Contract::V0_2) => {
+                Pre::Packed2(v02::packed::PackedProcessorPre::new(instance_pre).map_err(wrong_world)?)
+            }
+            (ModuleKind::Typed, Contract::V0_2) => {
+                Pre::Typed2(v02::typed::ProcessorPre::new(instance_pre).map_err(wrong_world)?)
+            }
+            (ModuleKind::PackedLatin1, Contract::V0_2) => {
+                Pre::Latin12(v02::latin1::PackedLatin1ProcessorPre::new(instance_pre).map_err(wrong_world)?)
             }
         };
-        Ok(CompiledModule { kind, pre, component })
+        Ok(CompiledModule {
+            kind,
+            contract,
+            pre,
+            component,
+        })
     }
 
     /// A fresh instance with `limits`, its log lines sent to `log`. Traps while starting
@@ -221,6 +249,7 @@ impl WasmRuntime {
         topic: &str,
         log: LogSink,
         share: Option<Arc<tokio::sync::Semaphore>>,
+        task: Option<guest::TaskRef>,
     ) -> Result<Guest, CallError> {
         if limits.memory_bytes_max > self.config.memory_bytes_max || !self.pool.fits(limits.memory_bytes_max) {
             return Err(CallError::BadOutput(format!(
@@ -229,7 +258,7 @@ impl WasmRuntime {
             )));
         }
         let permit = self.pool.acquire(limits.memory_bytes_max, share).await;
-        Guest::new(self, module, limits, topic, log, permit).await
+        Guest::new(self, module, limits, topic, log, permit, task).await
     }
 }
 

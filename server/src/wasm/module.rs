@@ -16,6 +16,26 @@ pub enum ModuleKind {
     PackedLatin1,
 }
 
+/// Which version of the contract a component was built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub enum Contract {
+    /// `weir:processor@0.1.x`: no state, no timers.
+    #[serde(rename = "0.1")]
+    V0_1,
+    /// `weir:processor@0.2.x`: keyed state and timers.
+    #[serde(rename = "0.2")]
+    V0_2,
+}
+
+impl Contract {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V0_1 => "0.1",
+            Self::V0_2 => "0.2",
+        }
+    }
+}
+
 impl ModuleKind {
     /// The name the API uses (`kind` of `GET /v1/modules`).
     pub fn name(self) -> &'static str {
@@ -27,10 +47,10 @@ impl ModuleKind {
     }
 }
 
-/// Name prefixes of the exported interfaces, any 0.1.x version.
-const PACKED_EXPORT: &str = "weir:processor/packed-batch-processor@0.1.";
-const TYPED_EXPORT: &str = "weir:processor/batch-processor@0.1.";
-const LATIN1_EXPORT: &str = "weir:processor/packed-latin1-batch-processor@0.1.";
+/// Name prefixes of the exported interfaces, without the version.
+const PACKED_EXPORT: &str = "weir:processor/packed-batch-processor@";
+const TYPED_EXPORT: &str = "weir:processor/batch-processor@";
+const LATIN1_EXPORT: &str = "weir:processor/packed-latin1-batch-processor@";
 
 /// Why an upload is not a usable processor.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,7 +64,7 @@ pub enum ModuleError {
     #[error("the component does not compile: {0}")]
     Invalid(String),
     #[error(
-        "the component exports none of weir:processor/packed-batch-processor@0.1.x, packed-latin1-batch-processor@0.1.x or batch-processor@0.1.x (it exports: {exports}); build it against the world `packed-processor`, `packed-latin1-processor` or `processor` of wit/processor.wit (`weir processor build` does)"
+        "the component exports none of weir:processor/packed-batch-processor, packed-latin1-batch-processor or batch-processor at version 0.2.x or 0.1.x (it exports: {exports}); build it against the world `packed-processor`, `packed-latin1-processor` or `processor` of wit/processor.wit (`weir processor build` does)"
     )]
     WrongWorld { exports: String },
     #[error(
@@ -104,18 +124,26 @@ pub fn sniff(bytes: &[u8]) -> Result<(), ModuleError> {
     Ok(())
 }
 
-/// The world `component` implements, from its exports.
-pub fn kind(engine: &Engine, component: &Component) -> Result<ModuleKind, ModuleError> {
+/// The world `component` implements, and the contract version, from its exports.
+pub fn kind(engine: &Engine, component: &Component) -> Result<(ModuleKind, Contract), ModuleError> {
     let ty = component.component_type();
     let names: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-    if names.iter().any(|n| n.starts_with(PACKED_EXPORT)) {
-        return Ok(ModuleKind::Packed);
-    }
-    if names.iter().any(|n| n.starts_with(LATIN1_EXPORT)) {
-        return Ok(ModuleKind::PackedLatin1);
-    }
-    if names.iter().any(|n| n.starts_with(TYPED_EXPORT)) {
-        return Ok(ModuleKind::Typed);
+    for (prefix, kind) in [
+        (PACKED_EXPORT, ModuleKind::Packed),
+        (LATIN1_EXPORT, ModuleKind::PackedLatin1),
+        (TYPED_EXPORT, ModuleKind::Typed),
+    ] {
+        for n in &names {
+            let Some(version) = n.strip_prefix(prefix) else {
+                continue;
+            };
+            if version.starts_with("0.2.") {
+                return Ok((kind, Contract::V0_2));
+            }
+            if version.starts_with("0.1.") {
+                return Ok((kind, Contract::V0_1));
+            }
+        }
     }
     let exports = if names.is_empty() {
         "nothing".to_owned()

@@ -94,7 +94,7 @@ pub fn guest(b: GuestBench) -> anyhow::Result<()> {
         let log: crate::wasm::LogSink = Arc::new(|_, _| {});
         // Called on a blocking thread of the CLI's runtime: run the guest's async calls there.
         let rt = tokio::runtime::Handle::current();
-        let mut guest = rt.block_on(runtime.instantiate(&module, limits, "bench", log, None))?;
+        let mut guest = rt.block_on(runtime.instantiate(&module, limits, "bench", log, None, None))?;
         rt.block_on(guest.init(&Vec::new()))
             .map_err(|e| anyhow::anyhow!("{}: init failed: {e}", wasm.display()))?;
         let emitted = rt.block_on(guest.process(0, &inputs))?.emitted.len();

@@ -1,6 +1,8 @@
 //! Misbehaves on command, by record value: `loop` spins forever, `alloc` allocates without
 //! bound, `panic` panics, `fail` returns an error, `log:TEXT` prints TEXT to stdout and to the
-//! host log. Anything else passes through.
+//! host log. With a store `counts` deployed: `count:KEY` adds one to KEY and passes through,
+//! `count-fail:KEY` adds one then fails, `count-panic:KEY` adds one then panics. Anything else
+//! passes through.
 
 use weir_sdk::{Config, Emitter, Error, Processor, Record};
 
@@ -28,6 +30,20 @@ impl Processor for Chaos {
             }
             b"panic" => panic!("chaos guest panicked on purpose"),
             b"fail" => Err(Error::new("refused: the record said fail")),
+            v if v.starts_with(b"count") => {
+                let text = String::from_utf8_lossy(v).into_owned();
+                let (how, key) = text.split_once(':').unwrap_or((&text, ""));
+                let counts = weir_sdk::state::Store::open("counts")?;
+                counts.increment(key.as_bytes(), 1)?;
+                match how {
+                    "count-fail" => Err(Error::new("refused after writing state")),
+                    "count-panic" => panic!("chaos guest panicked after writing state"),
+                    _ => {
+                        out.forward(record);
+                        Ok(())
+                    }
+                }
+            }
             v if v.starts_with(b"log:") => {
                 let text = String::from_utf8_lossy(&v[4..]);
                 println!("stdout says {text}");

@@ -1,8 +1,10 @@
 //! Uppercases values through the typed `processor` world; a value `fail` is an error naming
-//! its record, so the host's isolation of typed errors is exercised too.
+//! its record, so the host's isolation of typed errors is exercised too. Built against
+//! contract 0.1 (`wit/v0.1`): it is also the test that components built before state and
+//! timers keep working.
 #![allow(unsafe_code)]
 
-wit_bindgen::generate!({ path: "../../../wit", world: "processor" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "processor" });
 
 use exports::weir::processor::batch_processor::Guest;
 use weir::processor::types::{InputRecord, OutputRecord, ProcessError};

@@ -1,0 +1,456 @@
+//! A task's state: its declared stores and its timers, the writes since its last commit (the
+//! changelog's next records), and the undo log of the guest call in progress.
+//!
+//! Writes go into the stores at once (reads see them), and each records the value it replaced
+//! in the current call's undo log: a call that fails, or a record that fails in it, puts those
+//! values back, so a dead-lettered record leaves no trace. What the commit writes to the
+//! changelog is the current value of every key touched since the last commit: one record per
+//! key, however often it changed (Kafka Streams' record cache does the same).
+
+use std::collections::HashSet;
+
+use super::TIMERS_STORE;
+use super::limits::StateLimits;
+use super::store::Store;
+use super::timers::{self, Domain, Fired};
+
+/// Why a state call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// A handle `open` never gave: a guest bug, a trap.
+    #[error("store handle {0} was not opened")]
+    UnknownStore(u32),
+    /// The guest's error to handle: a limit, a store not declared, a value that is not an
+    /// integer.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Figures of one store of one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFigures {
+    pub name: String,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// One change for the changelog: a store's key and its value now (`None`: deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub store: String,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A write to undo: the store, the key, and the value it had (`None`: none).
+type Undo = (u16, Box<[u8]>, Option<Box<[u8]>>);
+
+/// The state of one task.
+#[derive(Debug)]
+pub struct TaskState {
+    /// The declared stores, in the deployment's order, then the timers.
+    stores: Vec<Store>,
+    limits: StateLimits,
+    /// Keys written since the last commit.
+    touched: HashSet<(u16, Box<[u8]>)>,
+    /// Values the current call's writes replaced, in write order.
+    undo: Vec<Undo>,
+    /// The largest record timestamp processed (ms).
+    pub watermark: Option<i64>,
+}
+
+impl TaskState {
+    pub fn new(stores: &[String], limits: StateLimits) -> Self {
+        let mut all: Vec<Store> = stores.iter().map(|n| Store::new(n)).collect();
+        all.push(Store::new(TIMERS_STORE));
+        Self {
+            stores: all,
+            limits,
+            touched: HashSet::new(),
+            undo: Vec::new(),
+            watermark: None,
+        }
+    }
+
+    fn timers_index(&self) -> u16 {
+        (self.stores.len() - 1) as u16
+    }
+
+    /// The handle of declared store `name`.
+    pub fn open(&self, name: &str) -> Result<u32, StateError> {
+        let declared = &self.stores[..self.stores.len() - 1];
+        declared
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| i as u32)
+            .ok_or_else(|| {
+                let names: Vec<&str> = declared.iter().map(|s| s.name.as_str()).collect();
+                StateError::Refused(if names.is_empty() {
+                    format!("no store '{name}': the deployment declares no stores (add \"stores\": [\"{name}\"])")
+                } else {
+                    format!("no store '{name}': the deployment declares {}", names.join(", "))
+                })
+            })
+    }
+
+    fn declared(&self, store: u32) -> Result<usize, StateError> {
+        if (store as usize) < self.stores.len() - 1 {
+            Ok(store as usize)
+        } else {
+            Err(StateError::UnknownStore(store))
+        }
+    }
+
+    /// The index of a store by name, timers included (for restoring from the changelog).
+    pub fn index_of(&self, name: &str) -> Option<u16> {
+        self.stores.iter().position(|s| s.name == name).map(|i| i as u16)
+    }
+
+    pub fn get(&self, store: u32, key: &[u8]) -> Result<Option<&[u8]>, StateError> {
+        Ok(self.stores[self.declared(store)?].get(key))
+    }
+
+    pub fn scan(
+        &self,
+        store: u32,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<super::store::Entries, StateError> {
+        Ok(self.stores[self.declared(store)?].scan(start, end, limit))
+    }
+
+    /// Bytes of every store.
+    pub fn bytes(&self) -> u64 {
+        self.stores.iter().map(Store::bytes).sum()
+    }
+
+    fn write(&mut self, store: u16, key: &[u8], value: Option<Box<[u8]>>) -> Result<(), StateError> {
+        let l = self.limits;
+        if key.len() > l.key_bytes_max {
+            return Err(StateError::Refused(format!(
+                "a key of {} bytes is over state_limits.key_bytes_max ({})",
+                key.len(),
+                l.key_bytes_max
+            )));
+        }
+        let s = &self.stores[store as usize];
+        if let Some(v) = &value {
+            if v.len() > l.value_bytes_max {
+                return Err(StateError::Refused(format!(
+                    "a value of {} bytes is over state_limits.value_bytes_max ({})",
+                    v.len(),
+                    l.value_bytes_max
+                )));
+            }
+            let old = s.get(key);
+            if old.is_none() && s.len() >= l.keys_max {
+                return Err(StateError::Refused(format!(
+                    "store '{}' holds state_limits.keys_max keys ({}); delete some first",
+                    s.name, l.keys_max
+                )));
+            }
+            let grows = (key.len() + v.len()) as u64;
+            let frees = old.map_or(0, |o| (key.len() + o.len()) as u64);
+            let total = self.bytes() - frees + grows;
+            if grows > frees && total > l.bytes_max {
+                return Err(StateError::Refused(format!(
+                    "the task's state would hold {total} bytes, over state_limits.bytes_max ({})",
+                    l.bytes_max
+                )));
+            }
+        }
+        let s = &mut self.stores[store as usize];
+        let old = match value {
+            Some(v) => s.put(key, v),
+            None => s.remove(key),
+        };
+        self.undo.push((store, key.into(), old));
+        if !self.touched.contains(&(store, Box::from(key))) {
+            self.touched.insert((store, key.into()));
+        }
+        Ok(())
+    }
+
+    pub fn set(&mut self, store: u32, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+        let i = self.declared(store)? as u16;
+        self.write(i, key, Some(value.into()))
+    }
+
+    pub fn delete(&mut self, store: u32, key: &[u8]) -> Result<(), StateError> {
+        let i = self.declared(store)? as u16;
+        if self.stores[i as usize].get(key).is_none() {
+            return Ok(());
+        }
+        self.write(i, key, None)
+    }
+
+    /// Adds `delta` to the decimal integer at `key` (absent: 0).
+    pub fn increment(&mut self, store: u32, key: &[u8], delta: i64) -> Result<i64, StateError> {
+        let i = self.declared(store)?;
+        let current = match self.stores[i].get(key) {
+            None => 0,
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+                .ok_or_else(|| StateError::Refused("increment: the value there is not a decimal integer".into()))?,
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| StateError::Refused(format!("increment: {current} + {delta} overflows a 64-bit integer")))?;
+        let mut buf = itoa::Buffer::new();
+        self.write(i as u16, key, Some(buf.format(next).as_bytes().into()))?;
+        Ok(next)
+    }
+
+    /// Sets a timer (one per key, time and domain).
+    pub fn set_timer(&mut self, key: &[u8], at: i64, domain: Domain) -> Result<(), StateError> {
+        let k = timers::encode(domain, at, key);
+        let t = self.timers_index();
+        if self.stores[t as usize].get(&k).is_some() {
+            return Ok(());
+        }
+        self.write(t, &k, Some(Box::default()))
+    }
+
+    pub fn cancel_timer(&mut self, key: &[u8], at: i64, domain: Domain) {
+        let k = timers::encode(domain, at, key);
+        let t = self.timers_index();
+        if self.stores[t as usize].get(&k).is_some() {
+            // Removing never hits a limit.
+            let _ = self.write(t, &k, None);
+        }
+    }
+
+    /// Takes up to `max` timers that are due (event time at or before the watermark,
+    /// processing time at or before `now_ms`) out of the store, as writes of the current call.
+    pub fn take_due_timers(&mut self, now_ms: i64, max: usize) -> Vec<Fired> {
+        let t = self.timers_index() as usize;
+        let mut due = Vec::new();
+        for (domain, until) in [
+            (Domain::EventTime, self.watermark),
+            (Domain::ProcessingTime, Some(now_ms)),
+        ] {
+            let Some(until) = until else { continue };
+            let start = timers::domain_start(domain);
+            let end = timers::after(domain, until);
+            for (k, _) in self.stores[t].scan(&start, Some(&end), max - due.len()) {
+                if let Some(f) = timers::decode(&k) {
+                    due.push((k, f));
+                }
+            }
+        }
+        for (k, _) in &due {
+            let _ = self.write(t as u16, k, None);
+        }
+        due.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// When the next processing-time timer is due, if one is set.
+    pub fn next_processing_timer(&self) -> Option<i64> {
+        let t = self.timers_index() as usize;
+        let start = timers::domain_start(Domain::ProcessingTime);
+        let end = timers::domain_start(Domain::ProcessingTime)
+            .iter()
+            .map(|b| b + 1)
+            .collect::<Vec<_>>();
+        self.stores[t]
+            .scan(&start, Some(&end), 1)
+            .first()
+            .and_then(|(k, _)| timers::decode(k))
+            .map(|f| f.at)
+    }
+
+    /// Starts a guest call: its writes can be undone until [`Self::end_call`].
+    pub fn begin_call(&mut self) {
+        self.rollback_call();
+    }
+
+    /// Keeps the current call's writes; returns whether it made any.
+    pub fn end_call(&mut self) -> bool {
+        let wrote = !self.undo.is_empty();
+        self.undo.clear();
+        wrote
+    }
+
+    /// Whether the current call has written anything yet.
+    pub fn call_wrote(&self) -> bool {
+        !self.undo.is_empty()
+    }
+
+    /// Undoes the current call's writes, newest first.
+    pub fn rollback_call(&mut self) {
+        while let Some((store, key, old)) = self.undo.pop() {
+            let s = &mut self.stores[store as usize];
+            match old {
+                Some(v) => {
+                    s.put(&key, v);
+                }
+                None => {
+                    s.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The current value of every key written since the last call to this: the changelog's
+    /// next records. Call between guest calls only.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        let mut changes: Vec<Change> = self
+            .touched
+            .drain()
+            .map(|(store, key)| {
+                let s = &self.stores[store as usize];
+                Change {
+                    store: s.name.clone(),
+                    value: s.get(&key).map(<[u8]>::to_vec),
+                    key: key.into_vec(),
+                }
+            })
+            .collect();
+        changes.sort_by(|a, b| (&a.store, &a.key).cmp(&(&b.store, &b.key)));
+        changes
+    }
+
+    /// Whether anything was written since the last [`Self::take_changes`].
+    pub fn has_changes(&self) -> bool {
+        !self.touched.is_empty()
+    }
+
+    /// Applies a change read back from the changelog or a snapshot (no limits, no undo).
+    pub fn restore(&mut self, store: u16, key: &[u8], value: Option<&[u8]>) {
+        let s = &mut self.stores[store as usize];
+        match value {
+            Some(v) => {
+                s.put(key, v.into());
+            }
+            None => {
+                s.remove(key);
+            }
+        }
+    }
+
+    /// Replaces a whole store (from a snapshot).
+    pub fn replace_store(&mut self, store: u16, with: Store) {
+        self.stores[store as usize] = with;
+    }
+
+    /// The stores, timers last.
+    pub fn stores(&self) -> &[Store] {
+        &self.stores
+    }
+
+    /// Keys and bytes of each declared store.
+    pub fn figures(&self) -> Vec<StoreFigures> {
+        self.stores[..self.stores.len() - 1]
+            .iter()
+            .map(|s| StoreFigures {
+                name: s.name.clone(),
+                keys: s.len(),
+                bytes: s.bytes(),
+            })
+            .collect()
+    }
+
+    /// Empties every store (a reset of the state).
+    pub fn clear(&mut self) {
+        for s in &mut self.stores {
+            s.clear();
+        }
+        self.touched.clear();
+        self.undo.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> TaskState {
+        TaskState::new(&["counts".into(), "seen".into()], StateLimits::default())
+    }
+
+    #[test]
+    fn a_failed_call_is_undone_and_only_kept_writes_reach_the_changelog() {
+        let mut s = state();
+        let c = s.open("counts").unwrap();
+        s.begin_call();
+        assert_eq!(s.increment(c, b"apple", 1).unwrap(), 1);
+        assert_eq!(s.increment(c, b"apple", 2).unwrap(), 3);
+        assert!(s.end_call());
+        s.begin_call();
+        s.increment(c, b"apple", 10).unwrap();
+        s.set(c, b"pear", b"x").unwrap();
+        s.delete(c, b"apple").unwrap();
+        s.rollback_call();
+        assert_eq!(s.get(c, b"apple").unwrap(), Some(&b"3"[..]));
+        assert_eq!(s.get(c, b"pear").unwrap(), None);
+        let changes = s.take_changes();
+        assert_eq!(
+            changes,
+            [
+                Change {
+                    store: "counts".into(),
+                    key: b"apple".to_vec(),
+                    value: Some(b"3".to_vec())
+                },
+                Change {
+                    store: "counts".into(),
+                    key: b"pear".to_vec(),
+                    value: None
+                },
+            ],
+            "one record per key touched, with its value now"
+        );
+        assert!(!s.has_changes());
+    }
+
+    #[test]
+    fn limits_and_bad_input_are_errors_that_write_nothing() {
+        let limits = StateLimits {
+            value_bytes_max: 4,
+            keys_max: 2,
+            bytes_max: 100,
+            key_bytes_max: 8,
+        };
+        let mut s = TaskState::new(&["a".into()], limits);
+        let a = s.open("a").unwrap();
+        assert!(matches!(s.open("nope"), Err(StateError::Refused(m)) if m.contains("declares a")));
+        assert_eq!(s.get(7, b"k"), Err(StateError::UnknownStore(7)));
+        assert_eq!(
+            s.get(1, b"k"),
+            Err(StateError::UnknownStore(1)),
+            "the timers are not a handle"
+        );
+        assert!(s.set(a, b"k", b"12345").is_err());
+        assert!(s.set(a, b"123456789", b"1").is_err());
+        s.set(a, b"k1", b"1").unwrap();
+        s.set(a, b"k2", b"1").unwrap();
+        assert!(matches!(s.set(a, b"k3", b"1"), Err(StateError::Refused(m)) if m.contains("keys_max")));
+        s.set(a, b"k2", b"2").unwrap();
+        s.set(a, b"k1", b"text").unwrap();
+        assert!(s.increment(a, b"k1", 1).is_err());
+        s.set(a, b"k2", i64::MAX.to_string().as_bytes()).unwrap_err();
+        assert_eq!(s.figures()[0].keys, 2);
+    }
+
+    #[test]
+    fn due_timers_are_taken_once_in_time_order_and_the_watermark_drives_event_time() {
+        let mut s = state();
+        s.set_timer(b"x", 100, Domain::EventTime).unwrap();
+        s.set_timer(b"x", 100, Domain::EventTime).unwrap();
+        s.set_timer(b"y", 50, Domain::EventTime).unwrap();
+        s.set_timer(b"z", 1_000, Domain::ProcessingTime).unwrap();
+        s.cancel_timer(b"nothing", 5, Domain::EventTime);
+        assert!(s.take_due_timers(0, 10).is_empty(), "no watermark yet, clock before");
+        s.watermark = Some(99);
+        let due = s.take_due_timers(0, 10);
+        assert_eq!(due.iter().map(|f| f.key.clone()).collect::<Vec<_>>(), [b"y".to_vec()]);
+        s.watermark = Some(100);
+        assert_eq!(s.take_due_timers(0, 10)[0].key, b"x");
+        assert_eq!(s.next_processing_timer(), Some(1_000));
+        assert_eq!(s.take_due_timers(1_000, 10)[0].domain, Domain::ProcessingTime);
+        assert!(s.take_due_timers(i64::MAX, 10).is_empty());
+        assert_eq!(s.next_processing_timer(), None);
+    }
+}
