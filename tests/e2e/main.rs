@@ -6,6 +6,7 @@
 
 mod access;
 mod cli;
+mod compaction;
 mod disk_full;
 mod durability;
 mod fetch;

@@ -186,6 +186,7 @@ impl BatchHeader {
         }
         let count = be_i32(buf, RECORD_COUNT);
         let last = be_i32(buf, LAST_DELTA);
+        // Compaction leaves batches with fewer records than offsets, never more.
         if count <= 0 || last < count - 1 {
             return Err(BatchError::BadLength { length });
         }
@@ -319,6 +320,49 @@ pub fn encode_kind(
         attributes,
         producer_id: producer.map_or(-1, |p| p.id),
         producer_epoch: producer.map_or(-1, |p| p.epoch),
+    }
+}
+
+/// Re-encodes batch `h` with only the records `kept` (their offsets and timestamps as stored):
+/// the same base offset, last offset delta, attributes and producer, so offsets never move
+/// (compaction). `kept` must be non-empty, in offset order, within the batch.
+pub fn encode_sparse(out: &mut Vec<u8>, h: &BatchHeader, kept: &[(u64, NewRecord)]) -> BatchHeader {
+    assert!(!kept.is_empty(), "a batch holds at least one record");
+    let start = out.len();
+    let ts = |r: &NewRecord| r.timestamp.unwrap_or(h.base_timestamp);
+    let base_timestamp = ts(&kept[0].1);
+    let max_timestamp = kept.iter().map(|(_, r)| ts(r)).max().unwrap_or(base_timestamp);
+    out.extend_from_slice(&(h.base_offset as i64).to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.push(MAGIC_V2);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&h.attributes.to_be_bytes());
+    out.extend_from_slice(&(h.last_offset_delta as i32).to_be_bytes());
+    out.extend_from_slice(&base_timestamp.to_be_bytes());
+    out.extend_from_slice(&max_timestamp.to_be_bytes());
+    out.extend_from_slice(&h.producer_id.to_be_bytes());
+    out.extend_from_slice(&h.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    out.extend_from_slice(&(kept.len() as i32).to_be_bytes());
+    for (offset, r) in kept {
+        encode_record(out, r, ts(r) - base_timestamp, (offset - h.base_offset) as i32);
+    }
+    let total = out.len() - start;
+    let length = i32::try_from(total - LOG_OVERHEAD).expect("batch fits i32 length");
+    out[start + BATCH_LENGTH..start + BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[start + ATTRIBUTES..]);
+    out[start + CRC..start + CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    BatchHeader {
+        base_offset: h.base_offset,
+        total_bytes: total,
+        last_offset_delta: h.last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        record_count: kept.len() as u32,
+        attributes: h.attributes,
+        producer_id: h.producer_id,
+        producer_epoch: h.producer_epoch,
     }
 }
 

@@ -9,6 +9,7 @@
 //! through the topic layer's writer task or `spawn_blocking`.
 
 pub mod batch;
+pub mod compaction;
 #[cfg(test)]
 mod crash_tests;
 pub mod fs;

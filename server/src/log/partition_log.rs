@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::LogError;
 use super::batch::{self, BatchHeader, BatchKind, NewRecord};
+use super::compaction::{self, Built, Plan, Source};
 use super::fs::{FileRef, FsRef};
 use super::recovery_point::{RecoveryPoint, current_boot_id};
 use super::segment::{Recovery, Segment, SegmentLimits};
@@ -46,7 +47,14 @@ pub struct PartitionLog {
     /// Bytes of the active segment below the high watermark.
     visible_bytes: u64,
     txn: TxnState,
+    /// Compaction's progress: offsets below it were cleaned by the last pass, which ended then.
+    cleaned_through: u64,
+    last_cleaned_ms: i64,
 }
+
+/// How often compaction looks again at segments it cleaned before, for tombstones and markers
+/// that have become old enough to go.
+const RECLEAN_INTERVAL_MS: i64 = 3600 * 1000;
 
 /// One producer's part of an append: its records, written as one batch or more of `kind`.
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +105,7 @@ impl PartitionLog {
             source,
         };
         fs.create_dir_all(dir).map_err(io)?;
+        compaction::recover(fs, dir)?;
         let mut bases = Vec::new();
         for name in fs.list(dir).map_err(io)? {
             if let Some(stem) = name.strip_suffix(".log")
@@ -163,6 +172,8 @@ impl PartitionLog {
                 high_watermark,
                 visible_bytes,
                 txn,
+                cleaned_through: 0,
+                last_cleaned_ms: i64::MIN,
             },
             recovery,
         ))
@@ -461,9 +472,16 @@ impl PartitionLog {
         if offset == self.high_watermark {
             return Ok(());
         }
-        let (seg, limit) = match self.sealed.range(..=offset).next_back() {
-            Some((_, seg)) if offset < seg.next_offset() => (seg, seg.size()),
-            _ => (&self.active, self.visible_bytes),
+        let holding = self
+            .sealed
+            .range(..=offset)
+            .next_back()
+            .filter(|(_, seg)| offset < seg.next_offset())
+            // Between two segments (compaction took the end of the first): the next one.
+            .or_else(|| self.sealed.range(offset..).next());
+        let (seg, limit) = match holding {
+            Some((_, seg)) => (seg, seg.size()),
+            None => (&self.active, self.visible_bytes),
         };
         let pos = seg.position_of(offset, limit)?;
         seg.read(pos, limit, max_bytes, out)
@@ -481,6 +499,80 @@ impl PartitionLog {
             return Ok(self.active.time_lookup(timestamp)?.min(self.high_watermark));
         }
         Ok(self.high_watermark)
+    }
+
+    /// What compaction should clean now, if anything: every sealed segment below the last
+    /// stable offset, when one of them is new since the last pass or that pass was a while ago.
+    pub fn compaction_plan(&self, now_ms: i64) -> Option<Plan> {
+        if self.closed {
+            return None;
+        }
+        let limit = self.stable_offset().min(self.active.base_offset);
+        let segments: Vec<Source> = self
+            .sealed
+            .values()
+            .filter(|s| s.next_offset() <= limit)
+            .map(|s| Source {
+                base: s.base_offset,
+                next_offset: s.next_offset(),
+                size: s.size(),
+                max_timestamp: s.max_timestamp(),
+            })
+            .collect();
+        // Kafka's min.cleanable.dirty.ratio of 0.5: a pass rewrites every segment it plans, so
+        // it waits until at least half of them hold records no pass has seen.
+        let total: u64 = segments.iter().map(|s| s.size).sum();
+        let dirty: u64 = segments
+            .iter()
+            .filter(|s| s.next_offset > self.cleaned_through)
+            .map(|s| s.size)
+            .sum();
+        let fresh = dirty > 0 && dirty * 2 >= total;
+        let stale = now_ms.saturating_sub(self.last_cleaned_ms) >= RECLEAN_INTERVAL_MS;
+        if segments.is_empty() || !(fresh || stale) {
+            return None;
+        }
+        Some(Plan {
+            segments,
+            limit,
+            aborted: self.txn.aborted().to_vec(),
+        })
+    }
+
+    /// The settings of a compaction pass.
+    pub fn compaction_settings(&self, now_ms: i64, delete_retention_ms: i64) -> compaction::Settings {
+        compaction::Settings {
+            now_ms,
+            delete_retention_ms,
+            segment_bytes: self.config.segment_bytes,
+            limits: self.config.limits(),
+        }
+    }
+
+    /// Moves what a compaction pass built into place and serves it from now on. Refused (and
+    /// the pass dropped) when the log was closed or its segments changed meanwhile.
+    pub fn install_compacted(&mut self, built: &Built, now_ms: i64) -> Result<bool, LogError> {
+        let unchanged = built.replaced.iter().all(|s| {
+            self.sealed
+                .get(&s.base)
+                .is_some_and(|seg| seg.size() == s.size && seg.next_offset() == s.next_offset)
+        });
+        if self.closed || !unchanged {
+            compaction::recover(&self.fs, &self.dir)?;
+            return Ok(false);
+        }
+        compaction::move_into_place(&self.fs, &self.dir, built)?;
+        for s in &built.replaced {
+            self.sealed.remove(&s.base);
+        }
+        let limits = self.config.limits();
+        for &base in &built.bases {
+            let (seg, _) = Segment::open(&self.fs, &self.dir, base, limits, false, false, None)?;
+            self.sealed.insert(base, seg);
+        }
+        self.cleaned_through = built.replaced.iter().map(|s| s.next_offset).max().unwrap_or(0);
+        self.last_cleaned_ms = now_ms;
+        Ok(true)
     }
 
     /// Where the active segment stands, as a recovery point. `durable`: the caller fsynced

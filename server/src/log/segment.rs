@@ -218,9 +218,12 @@ impl Segment {
         };
         self.last_indexed_pos = pos;
         let mut buf = Vec::new();
+        // A sealed segment may have gaps between batches: compaction took the records there.
+        let gaps = !check_crc;
         while pos < file_len {
             let header = match self.read_batch(pos, file_len, check_crc, &mut buf) {
                 Ok(h) if h.base_offset == expect || (pos == 0 && expect == self.base_offset) => h,
+                Ok(h) if gaps && h.base_offset > expect => h,
                 Ok(h) => {
                     return Err(LogError::Corrupt {
                         path: self.log_path(),
@@ -397,6 +400,14 @@ impl Segment {
         let rel_ok = last_offset - self.base_offset <= u64::from(u32::MAX);
         let index_ok = !self.index.is_full() && !self.time_index.is_full();
         size_ok && pos_ok && rel_ok && (index_ok || empty)
+    }
+
+    /// Appends one batch of a compaction: it may start past `next_offset` (the records between
+    /// went), never before.
+    pub fn append_compacted(&mut self, bytes: &[u8], header: &BatchHeader, now_ms: i64) -> Result<(), LogError> {
+        debug_assert!(header.base_offset >= self.next_offset);
+        self.next_offset = header.base_offset;
+        self.append(bytes, std::slice::from_ref(header), now_ms)
     }
 
     /// Writes encoded batches (whole, contiguous, starting at `next_offset`) to the page cache.

@@ -7,6 +7,7 @@
 //! crash never leaves half a topic behind.
 
 mod append;
+pub mod compact;
 pub mod partition;
 pub mod partitioner;
 pub mod reader;
@@ -457,16 +458,31 @@ impl Topics {
         removed
     }
 
-    /// Rolls idle segments and deletes expired ones across all topics.
+    /// Rolls idle segments, deletes expired ones (cleanup `delete`) and compacts (cleanup
+    /// `compact`) across all topics.
     pub async fn enforce_retention(&self) {
         let topics = self.list();
+        let fs = self.0.fs.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let now = now_ms();
             for topic in topics {
+                let policy = topic.config.cleanup_policy;
                 for p in &topic.partitions {
+                    if policy.compacts() {
+                        match compact::compact(&fs, p, topic.config.delete_retention_ms, now) {
+                            Ok(Some(b)) => tracing::info!(
+                                topic = %topic.name, partition = p.id, segments_before = b.replaced.len(),
+                                segments_after = b.bases.len(), bytes_before = b.bytes_before, bytes_after = b.bytes_after,
+                                records_dropped = b.records_dropped, "compacted"
+                            ),
+                            Ok(None) => {}
+                            Err(e) => tracing::error!(topic = %topic.name, partition = p.id, error = %e, "compaction failed"),
+                        }
+                    }
                     let mut log = p.log_mut();
-                    let result = log.roll_if_idle(now).and_then(|_| {
-                        log.apply_retention(now, topic.config.retention_ms, topic.config.retention_bytes)
+                    let result = log.roll_if_idle(now).and_then(|_| match policy.deletes() {
+                        true => log.apply_retention(now, topic.config.retention_ms, topic.config.retention_bytes),
+                        false => Ok(Vec::new()),
                     });
                     p.refresh(&log);
                     match result {

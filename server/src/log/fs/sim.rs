@@ -8,6 +8,10 @@
 //! case), or a random prefix of each file's and each directory's pending operations, the last
 //! write possibly torn at a random byte (page-cache writeback that stopped part-way).
 //!
+//! A rename is atomic, as journaling file systems make it (and as every log that renames
+//! files into place counts on): after a crash both names changed or neither, whatever the two
+//! directories kept otherwise; syncing either directory makes it durable.
+//!
 //! Simplification: directories are durable as soon as they are created (the log only creates
 //! its own partition directory, which the topic layer made durable).
 
@@ -44,6 +48,18 @@ struct Inode {
 enum DirOp {
     Link(String, usize),
     Unlink(String),
+    /// Rename number `n` (see `State::renames`), in the source and the destination directory.
+    Rename(usize),
+}
+
+/// A rename: it survives a crash as a whole, when its destination directory kept it.
+#[derive(Debug, Clone)]
+struct Rename {
+    from_dir: PathBuf,
+    from: String,
+    to_dir: PathBuf,
+    to: String,
+    ino: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -57,6 +73,7 @@ struct Dir {
 struct State {
     inodes: Vec<Inode>,
     dirs: BTreeMap<PathBuf, Dir>,
+    renames: Vec<Rename>,
     /// Mutating operations left before the crash; `None`: never crash.
     budget: Option<u64>,
     crashed: bool,
@@ -195,17 +212,39 @@ impl SimFs {
             Survival::Nothing => 0,
             Survival::RandomPrefix(_) => rng.below(n + 1),
         };
+        // Which pending renames survive: those their destination directory kept.
+        let mut kept_ops = BTreeMap::new();
+        for (path, d) in &st.dirs {
+            kept_ops.insert(path.clone(), keep(d.pending.len()));
+        }
+        let survived = |n: usize| {
+            let r = &st.renames[n];
+            let d = &st.dirs[&r.to_dir];
+            d.pending[..kept_ops[&r.to_dir]]
+                .iter()
+                .any(|op| matches!(op, DirOp::Rename(m) if *m == n))
+        };
         let mut dirs = BTreeMap::new();
         for (path, d) in &st.dirs {
             let mut entries = d.durable.clone();
-            for op in &d.pending[..keep(d.pending.len())] {
+            for (i, op) in d.pending.iter().enumerate() {
                 match op {
-                    DirOp::Link(name, ino) => {
+                    DirOp::Link(name, ino) if i < kept_ops[path] => {
                         entries.insert(name.clone(), *ino);
                     }
-                    DirOp::Unlink(name) => {
+                    DirOp::Unlink(name) if i < kept_ops[path] => {
                         entries.remove(name);
                     }
+                    DirOp::Rename(n) if survived(*n) => {
+                        let r = &st.renames[*n];
+                        if r.from_dir == *path {
+                            entries.remove(&r.from);
+                        }
+                        if r.to_dir == *path {
+                            entries.insert(r.to.clone(), r.ino);
+                        }
+                    }
+                    _ => {}
                 }
             }
             dirs.insert(
@@ -246,6 +285,7 @@ impl SimFs {
         SimFs(Arc::new(Mutex::new(State {
             inodes,
             dirs,
+            renames: Vec::new(),
             budget: None,
             crashed: false,
             capacity: st.capacity,
@@ -367,12 +407,22 @@ impl Fs for SimFs {
         let mut st = self.lock();
         st.step()?;
         st.dir(&tp)?;
+        let n = st.renames.len();
+        st.renames.push(Rename {
+            from_dir: fp.clone(),
+            from: fname.clone(),
+            to_dir: tp.clone(),
+            to: tname.clone(),
+            ino,
+        });
         let src = st.dir(&fp)?;
         src.entries.remove(&fname);
-        src.pending.push(DirOp::Unlink(fname));
+        src.pending.push(DirOp::Rename(n));
         let dst = st.dir(&tp)?;
-        dst.entries.insert(tname.clone(), ino);
-        dst.pending.push(DirOp::Link(tname, ino));
+        dst.entries.insert(tname, ino);
+        if fp != tp {
+            dst.pending.push(DirOp::Rename(n));
+        }
         Ok(())
     }
 
@@ -404,7 +454,25 @@ impl Fs for SimFs {
         st.step()?;
         let d = st.dir(dir)?;
         d.durable = d.entries.clone();
-        d.pending.clear();
+        let pending = std::mem::take(&mut d.pending);
+        // A rename this directory had a part in is now durable in the other directory too.
+        for op in pending {
+            let DirOp::Rename(n) = op else { continue };
+            let r = st.renames[n].clone();
+            for (other, remove, insert) in [(&r.from_dir, true, false), (&r.to_dir, false, true)] {
+                if other == dir {
+                    continue;
+                }
+                let o = st.dir(other)?;
+                if remove {
+                    o.durable.remove(&r.from);
+                }
+                if insert {
+                    o.durable.insert(r.to.clone(), r.ino);
+                }
+                o.pending.retain(|op| !matches!(op, DirOp::Rename(m) if *m == n));
+            }
+        }
         Ok(())
     }
 }
