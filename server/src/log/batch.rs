@@ -323,6 +323,16 @@ pub fn encode_kind(
     }
 }
 
+/// Makes a whole transactional batch a plain one (compaction does, for committed transactions
+/// below the last stable offset, so that their markers can go): clears the attribute and
+/// recomputes the CRC.
+pub fn clear_transactional(batch: &mut [u8]) {
+    let attributes = i16::from_be_bytes(fixed(batch, ATTRIBUTES)) & !TRANSACTIONAL;
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Re-encodes batch `h` with only the records `kept` (their offsets and timestamps as stored):
 /// the same base offset, last offset delta, attributes and producer, so offsets never move
 /// (compaction). `kept` must be non-empty, in offset order, within the batch.

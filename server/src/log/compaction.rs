@@ -1,10 +1,12 @@
 //! Log compaction: in sealed segments below the last stable offset, keep only the newest
 //! record of each key, as Kafka's cleaner does. Offsets never change (a batch keeps its base
 //! offset and last offset delta, with gaps where records went); keyless records stay;
-//! tombstones (records without a value), transaction markers and records of aborted
-//! transactions go once the segment's newest record is older than `delete_retention_ms`
-//! (aborted records at once: no reader sees them). Consecutive cleaned segments are merged up
-//! to `segment_bytes`.
+//! tombstones (records without a value) go once the segment's newest record is older than
+//! `delete_retention_ms`; records of aborted transactions go at once (no reader sees them).
+//! Batches of committed transactions become plain batches and transaction markers go: below
+//! the last stable offset every transaction is decided, and a plain batch needs no marker to be
+//! read (nor to be counted by the offset store). Consecutive cleaned segments are merged up to
+//! `segment_bytes`.
 //!
 //! Crash safety: the cleaned segments are built whole in `P/.compact/` and fsynced, then a
 //! `READY` file there lists which segments they replace; only then do they move into place
@@ -189,12 +191,8 @@ pub fn build(fs: &FsRef, dir: &Path, plan: &Plan, settings: Settings, read: Read
         let seg = out.as_mut().expect("just made");
         for_each_batch(read, s, |h, bytes| {
             if h.is_control() {
-                if expired {
-                    built.records_dropped += u64::from(h.record_count);
-                    return Ok(());
-                }
-                out_bytes += bytes.len() as u64;
-                return seg.append_compacted(bytes, h, settings.now_ms);
+                built.records_dropped += u64::from(h.record_count);
+                return Ok(());
             }
             if aborted(&plan.aborted, h) {
                 built.records_dropped += u64::from(h.record_count);
@@ -218,12 +216,21 @@ pub fn build(fs: &FsRef, dir: &Path, plan: &Plan, settings: Settings, read: Read
             if kept.is_empty() {
                 return Ok(());
             }
-            if kept.len() == h.record_count as usize {
-                out_bytes += bytes.len() as u64;
-                return seg.append_compacted(bytes, h, settings.now_ms);
-            }
             encoded.clear();
-            let nh = batch::encode_sparse(&mut encoded, h, &kept);
+            let mut nh = if kept.len() == h.record_count as usize {
+                encoded.extend_from_slice(bytes);
+                *h
+            } else {
+                batch::encode_sparse(&mut encoded, h, &kept)
+            };
+            if nh.is_transactional() {
+                batch::clear_transactional(&mut encoded);
+                nh = BatchHeader::parse(&encoded).map_err(|e| LogError::Corrupt {
+                    path: dir.to_owned(),
+                    position: 0,
+                    reason: e.to_string(),
+                })?;
+            }
             out_bytes += encoded.len() as u64;
             seg.append_compacted(&encoded, &nh, settings.now_ms)
         })?;

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 pub use batch::{NewRecord, RecordView};
 pub use fs::{FsRef, RealFs};
-pub use partition_log::{Group, LogConfig, PartitionLog, Unclosed};
+pub use partition_log::{Group, LogConfig, PartitionLog, Unclosed, scan_unclosed};
 pub use recovery_point::RecoveryPoint;
 pub use segment::Recovery;
 pub use txn::AbortedTxn;

@@ -54,7 +54,7 @@ pub struct PartitionLog {
 
 /// How often compaction looks again at segments it cleaned before, for tombstones and markers
 /// that have become old enough to go.
-const RECLEAN_INTERVAL_MS: i64 = 3600 * 1000;
+const RECLEAN_INTERVAL_MS: i64 = 24 * 3600 * 1000;
 
 /// One producer's part of an append: its records, written as one batch or more of `kind`.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +75,50 @@ impl<'a> Group<'a> {
             aborted_from: None,
         }
     }
+}
+
+/// Fills its buffer with whole batches from an offset; false past the end.
+pub type ReadBatches<'a> = dyn FnMut(u64, &mut Vec<u8>) -> Result<bool, LogError> + 'a;
+
+/// Scans batch headers from `from` for `producer_id`'s transaction that no marker closed;
+/// `read(at, out)` fills `out` with whole batches from `at`, false past the end.
+pub fn scan_unclosed(producer_id: i64, from: u64, read: &mut ReadBatches<'_>) -> Result<Unclosed, LogError> {
+    let mut at = from;
+    let mut open = None;
+    let mut marker_seen = false;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if !read(at, &mut buf)? {
+            break;
+        }
+        let mut pos = 0;
+        let before = at;
+        while pos < buf.len() {
+            let Ok(h) = BatchHeader::parse(&buf[pos..]) else { break };
+            pos += h.total_bytes;
+            if h.next_offset() <= at {
+                continue;
+            }
+            at = h.next_offset();
+            if h.producer_id != producer_id || !h.is_transactional() {
+                continue;
+            }
+            if h.is_control() {
+                open = None;
+                marker_seen = true;
+            } else if open.is_none() {
+                open = Some(h.base_offset);
+            }
+        }
+        if at == before {
+            break;
+        }
+    }
+    Ok(Unclosed {
+        first: open,
+        marker_seen,
+    })
 }
 
 /// What [`PartitionLog::unclosed_transaction`] found.
@@ -342,39 +386,11 @@ impl PartitionLog {
     /// marker; and whether any marker of it was seen there. Used after a crash, when the log
     /// does not know what was open.
     pub fn unclosed_transaction(&self, producer_id: i64, from: u64) -> Result<Unclosed, LogError> {
-        let mut at = from.max(self.log_start_offset());
-        let mut open = None;
-        let mut marker_seen = false;
-        let mut buf = Vec::new();
-        while at < self.high_watermark {
-            buf.clear();
-            self.read(at, 1024 * 1024, &mut buf)?;
-            let mut pos = 0;
-            let before = at;
-            while pos < buf.len() {
-                let Ok(h) = BatchHeader::parse(&buf[pos..]) else { break };
-                pos += h.total_bytes;
-                if h.next_offset() <= at {
-                    continue;
-                }
-                at = h.next_offset();
-                if h.producer_id != producer_id || !h.is_transactional() {
-                    continue;
-                }
-                if h.is_control() {
-                    open = None;
-                    marker_seen = true;
-                } else if open.is_none() {
-                    open = Some(h.base_offset);
-                }
+        scan_unclosed(producer_id, from, &mut |at, out| {
+            if at < self.log_start_offset() || at >= self.high_watermark {
+                return Ok(false);
             }
-            if at == before {
-                break;
-            }
-        }
-        Ok(Unclosed {
-            first: open,
-            marker_seen,
+            self.read(at, 1024 * 1024, out).map(|()| true)
         })
     }
 
@@ -508,10 +524,16 @@ impl PartitionLog {
             return None;
         }
         let limit = self.stable_offset().min(self.active.base_offset);
+        // With an empty active segment, the segment before it stays as written: should the empty
+        // one be dropped at the next open (a roll cut short looks the same), that segment becomes
+        // the active one again, and an active segment is verified with no gaps between batches.
+        let protected = (self.active.size() == 0)
+            .then(|| self.sealed.keys().next_back().copied())
+            .flatten();
         let segments: Vec<Source> = self
             .sealed
             .values()
-            .filter(|s| s.next_offset() <= limit)
+            .filter(|s| s.next_offset() <= limit && Some(s.base_offset) != protected)
             .map(|s| Source {
                 base: s.base_offset,
                 next_offset: s.next_offset(),
@@ -572,6 +594,8 @@ impl PartitionLog {
         }
         self.cleaned_through = built.replaced.iter().map(|s| s.next_offset).max().unwrap_or(0);
         self.last_cleaned_ms = now_ms;
+        // The aborted records below it are gone: their index entries are not needed.
+        self.txn.trim(self.cleaned_through)?;
         Ok(true)
     }
 

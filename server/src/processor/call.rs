@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::runner::Ctx;
+use super::spec::OnError;
 use super::status::{Status, level_name};
 use crate::log::{NewRecord, RecordView};
 use crate::state::TaskState;
@@ -122,7 +123,7 @@ impl Ctx {
         }
         with_state(task, |s| {
             s.watermark = s.watermark.max(out.max_timestamp);
-            s.begin_call();
+            s.begin_batch();
         });
         let started = Instant::now();
         let result = self
@@ -131,10 +132,12 @@ impl Ctx {
             .process(partition, &inputs)
             .await;
         self.status.observe_call(started.elapsed().as_micros() as u64);
-        let wrote = with_state(task, |s| s.call_wrote()).unwrap_or(false);
+        let wrote = with_state(task, |s| s.wrote_since(0)).unwrap_or(false);
+        let outputs = self.outputs.len() as u32;
         match result {
-            Ok(result) if result.failed.is_empty() || !wrote => {
-                with_state(task, TaskState::end_call);
+            // Failures without state writes are the error policy's alone (deliver); with state
+            // written, only a run of one record per call tells whose writes to undo.
+            Ok(result) if !wrote || (result.failed.is_empty() && bad_route(&result.emitted, outputs).is_none()) => {
                 out.emitted = result.emitted;
                 for (i, message) in result.failed {
                     let i = i as usize;
@@ -149,7 +152,7 @@ impl Ctx {
                 }
             }
             result => {
-                with_state(task, TaskState::rollback_call);
+                with_state(task, TaskState::rollback_batch);
                 if let Err(e) = &result
                     && e.is_trap()
                 {
@@ -159,21 +162,20 @@ impl Ctx {
                 }
                 // Replay one record at a time so only the bad ones fail.
                 for (i, input) in inputs.iter().enumerate() {
-                    with_state(task, TaskState::begin_call);
+                    let mark = with_state(task, |s| s.mark()).unwrap_or(0);
                     let one = self
                         .ensure_guest(partition, guest, task)
                         .await?
                         .process(partition, std::slice::from_ref(input))
                         .await;
                     let message = match one {
-                        Ok(r) => match r.failed.into_iter().next() {
-                            None => {
-                                with_state(task, TaskState::end_call);
+                        Ok(r) => match (r.failed.into_iter().next(), bad_route(&r.emitted, outputs)) {
+                            (None, None) => {
                                 out.emitted
                                     .extend(r.emitted.into_iter().map(|e| Emitted { input: i as u32, ..e }));
                                 continue;
                             }
-                            Some((_, message)) => message,
+                            (Some((_, message)), _) | (None, Some(message)) => message,
                         },
                         Err(e) => {
                             if e.is_trap() {
@@ -184,16 +186,22 @@ impl Ctx {
                             e.to_string()
                         }
                     };
-                    with_state(task, TaskState::rollback_call);
+                    with_state(task, |s| s.rollback_to(mark));
                     out.failed.push(Failed {
                         index: i,
                         offset: input.offset,
                         record: owned(&views[i]),
                         message,
                     });
+                    // The processor stops before this record: those after it must not run
+                    // (their writes would be committed with an offset that runs them again).
+                    if self.spec.on_error == OnError::Stop {
+                        break;
+                    }
                 }
             }
         }
+        with_state(task, TaskState::end_batch);
         out.failed.sort_by_key(|f| f.index);
         // An output keeps the timestamp of the record it came from, as in Kafka Streams.
         for e in &mut out.emitted {
@@ -215,11 +223,11 @@ impl Ctx {
         let now = crate::topic::now_ms();
         let fired = {
             let mut s = lock(task);
-            s.begin_call();
+            s.begin_batch();
             let fired = s.take_due_timers(now, self.spec.batch_records_max);
-            s.end_call();
+            s.end_batch();
             if !fired.is_empty() {
-                s.begin_call();
+                s.begin_batch();
             }
             fired
         };
@@ -244,8 +252,8 @@ impl Ctx {
             traps: 0,
         };
         match result {
-            Ok(r) if r.failed.is_empty() => {
-                lock(task).end_call();
+            Ok(r) if r.failed.is_empty() && bad_route(&r.emitted, self.outputs.len() as u32).is_none() => {
+                lock(task).end_batch();
                 out.emitted = r.emitted;
                 for e in &mut out.emitted {
                     e.record.timestamp = fired.get(e.input as usize).map(|f| f.at);
@@ -254,7 +262,7 @@ impl Ctx {
                 }
             }
             other => {
-                lock(task).rollback_call();
+                lock(task).rollback_batch();
                 let message = match other {
                     Ok(r) => r.failed.into_iter().next().map(|f| f.1).unwrap_or_default(),
                     Err(e) => {
@@ -277,6 +285,14 @@ impl Ctx {
         }
         Ok(Some(out))
     }
+}
+
+/// Why records of `emitted` went to an output the deployment does not have, if any did.
+fn bad_route(emitted: &[Emitted], outputs: u32) -> Option<String> {
+    emitted
+        .iter()
+        .find_map(|e| e.output.filter(|&o| o >= outputs))
+        .map(|o| format!("emitted to output {o}, but the processor has {outputs} output(s)"))
 }
 
 fn lock(task: &TaskRef) -> std::sync::MutexGuard<'_, TaskState> {

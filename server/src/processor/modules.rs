@@ -26,11 +26,19 @@ pub struct ModuleInfo {
     pub id: String,
     pub size_bytes: u64,
     pub kind: ModuleKind,
+    /// The contract version it was built against (0.1 modules have no state or timers);
+    /// modules stored before versions were recorded are 0.1.
+    #[serde(default = "contract_0_1")]
+    pub contract: crate::wasm::Contract,
     pub created_ms: i64,
     /// Bytes it takes on disk: the upload and its compiled code (counted by the quota,
     /// `limits.modules_bytes_max`).
     #[serde(default)]
     pub stored_bytes: u64,
+}
+
+fn contract_0_1() -> crate::wasm::Contract {
+    crate::wasm::Contract::V0_1
 }
 
 #[derive(Clone)]
@@ -132,6 +140,7 @@ impl ModuleStore {
             id: id.clone(),
             size_bytes: bytes.len() as u64,
             kind: module.kind,
+            contract: module.contract,
             created_ms: crate::topic::now_ms(),
             stored_bytes: need,
         };

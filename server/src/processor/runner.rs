@@ -204,12 +204,17 @@ struct Committer {
     task: Option<TaskRef>,
     /// Changelog records written since the last snapshot.
     since_snapshot: u64,
+    last_snapshot: Instant,
 }
 
 /// Changelog records a task writes before it snapshots its state, at least: a snapshot costs a
 /// pass over every key, so it follows at least as many writes as there are keys (a restart
 /// then replays at most about twice the keys).
 const SNAPSHOT_RECORDS_MIN: u64 = 100_000;
+/// Longest time between snapshots of a state that changes: a snapshot is usable only while it
+/// is younger than the changelog's delete retention (a day), and a recent one keeps restarts
+/// short.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(3600);
 
 fn lock(task: &TaskRef) -> std::sync::MutexGuard<'_, TaskState> {
     task.lock().unwrap_or_else(|e| e.into_inner())
@@ -256,11 +261,16 @@ impl Committer {
         let (Some(task), Some(topic)) = (&self.task, &ctx.changelog) else {
             return Ok(());
         };
+        // Only what is committed: right after a commit, nothing pending.
+        if self.pending.dirty || lock(task).has_changes() {
+            return Ok(());
+        }
         let keys: u64 = lock(task).figures().iter().map(|f| f.keys).sum();
         let due = if force {
             self.since_snapshot > 0
         } else {
             self.since_snapshot >= SNAPSHOT_RECORDS_MIN.max(keys)
+                || (self.since_snapshot > 0 && self.last_snapshot.elapsed() >= SNAPSHOT_INTERVAL)
         };
         if !due {
             return Ok(());
@@ -271,13 +281,19 @@ impl Committer {
             .map_err(|e| format!("could not write output: {e}"))?;
         let partition = self.partition;
         let next = topic.partitions[partition as usize].high_watermark();
-        let bytes = snapshot::encode(&lock(task), &topic.id, next);
         let path = ctx.state_dir.join(format!("{partition}.snapshot"));
         let started = Instant::now();
-        let written = tokio::task::spawn_blocking(move || snapshot::write(&path, &bytes)).await;
+        let (task_ref, id) = (Arc::clone(task), topic.id.clone());
+        // Encoded off the async threads: a large state takes a while to copy.
+        let written = tokio::task::spawn_blocking(move || {
+            let bytes = snapshot::encode(&lock(&task_ref), &id, next, crate::topic::now_ms());
+            snapshot::write(&path, &bytes)
+        })
+        .await;
         match written {
             Ok(Ok(())) => {
                 self.since_snapshot = 0;
+                self.last_snapshot = Instant::now();
                 tracing::debug!(processor = %ctx.name, partition, keys, ms = started.elapsed().as_millis() as u64, "state snapshot written");
             }
             // Only an optimization: the changelog still has everything.
@@ -375,8 +391,9 @@ async fn restore_state(ctx: &Ctx, partition: u32, watermark: Option<i64>) -> Res
     let mut state = TaskState::new(&ctx.spec.stores, ctx.spec.state_limits);
     let path = ctx.state_dir.join(format!("{partition}.snapshot"));
     let id = topic.id.clone();
+    let max_age = topic.config.delete_retention_ms;
     let (state, from) = tokio::task::spawn_blocking(move || {
-        let from = snapshot::load(&path, &id, &mut state);
+        let from = snapshot::load(&path, &id, crate::topic::now_ms(), max_age, &mut state);
         (state, from)
     })
     .await
@@ -426,6 +443,7 @@ async fn start_task(ctx: &Ctx, partition: &Partition) -> Result<(Committer, u64)
         partition: id,
         task,
         since_snapshot: 0,
+        last_snapshot: Instant::now(),
     };
     Ok((committer, next))
 }
@@ -518,7 +536,7 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             let timer = async move {
                 match timer_due {
                     Some(at) => {
-                        let wait = (at - crate::topic::now_ms()).max(0) as u64;
+                        let wait = at.saturating_sub(crate::topic::now_ms()).max(0) as u64;
                         tokio::time::sleep(Duration::from_millis(wait)).await;
                     }
                     None => std::future::pending::<()>().await,
@@ -575,7 +593,7 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
         if !matches!(outcome, Some(Some(_))) {
             // The call was dropped mid-way: whatever it wrote goes.
             if let Some(t) = &task {
-                lock(t).rollback_call();
+                lock(t).rollback_batch();
             }
         }
         if !had_instance && guest.is_some() {

@@ -140,7 +140,7 @@ impl TaskTxn {
             partition: 0,
         });
         for t in &targets {
-            t.topic.partition(t.partition)?.fence(producer);
+            t.topic.partition(t.partition)?.fence(producer).await;
         }
         let same_input = last.as_ref().filter(|c| c.input_topic_id == input.id);
         let offset = same_input.map(|c| c.offset);

@@ -7,6 +7,7 @@
 //!   MAGIC        [u8; 4]  "WSS1"
 //!   TOPIC_ID     u8 length, then the changelog topic's incarnation id (UTF-8)
 //!   NEXT_OFFSET  u64      the changelog offset to replay from: everything before it is here
+//!   WRITTEN_MS   i64      when it was taken
 //!   STORES       u16      then per store:
 //!     NAME       u8 length, then the name (UTF-8)
 //!     ENTRIES    u64      then per entry, in key order:
@@ -17,7 +18,9 @@
 //!
 //! Written whole under a temporary name, fsynced and renamed (a crash leaves the old one or
 //! the new one). One that does not check out (torn, another changelog incarnation) is ignored:
-//! the task then replays its whole changelog, which is still correct, only slower.
+//! the task then replays its whole changelog, which is still correct, only slower. So is one
+//! older than the changelog's `delete_retention_ms`: compaction may have dropped tombstones
+//! written after it, and replaying from it would bring deleted keys back.
 
 use std::path::Path;
 
@@ -28,7 +31,7 @@ const MAGIC: &[u8; 4] = b"WSS1";
 
 /// The snapshot of `state`, which must hold exactly what the changelog held before
 /// `next_offset` (take it right after a commit, between guest calls).
-pub fn encode(state: &TaskState, changelog_id: &str, next_offset: u64) -> Vec<u8> {
+pub fn encode(state: &TaskState, changelog_id: &str, next_offset: u64, written_ms: i64) -> Vec<u8> {
     let stores = state.stores();
     let bytes: u64 = stores.iter().map(|s| s.bytes() + s.len() * 8).sum();
     let mut out = Vec::with_capacity(bytes as usize + 64);
@@ -36,6 +39,7 @@ pub fn encode(state: &TaskState, changelog_id: &str, next_offset: u64) -> Vec<u8
     out.push(changelog_id.len() as u8);
     out.extend_from_slice(changelog_id.as_bytes());
     out.extend_from_slice(&next_offset.to_le_bytes());
+    out.extend_from_slice(&written_ms.to_le_bytes());
     out.extend_from_slice(&(stores.len() as u16).to_le_bytes());
     for s in stores {
         out.push(s.name.len() as u8);
@@ -97,9 +101,9 @@ impl<'a> Cursor<'a> {
 }
 
 /// Loads the snapshot at `path` into `state` if it belongs to changelog incarnation
-/// `changelog_id`; returns the changelog offset to replay from, or `None` (no usable
-/// snapshot: `state` is untouched).
-pub fn load(path: &Path, changelog_id: &str, state: &mut TaskState) -> Option<u64> {
+/// `changelog_id` and was taken at most `max_age_ms` before `now_ms`; returns the changelog
+/// offset to replay from, or `None` (no usable snapshot: `state` is untouched).
+pub fn load(path: &Path, changelog_id: &str, now_ms: i64, max_age_ms: i64, state: &mut TaskState) -> Option<u64> {
     let bytes = std::fs::read(path).ok()?;
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
     if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?) {
@@ -111,6 +115,11 @@ pub fn load(path: &Path, changelog_id: &str, state: &mut TaskState) -> Option<u6
         return None;
     }
     let next = c.u64()?;
+    let written_ms = c.u64()? as i64;
+    if now_ms.saturating_sub(written_ms) >= max_age_ms {
+        tracing::info!(path = %path.display(), "state snapshot older than the changelog's delete retention; replaying the changelog");
+        return None;
+    }
     let stores = c.u16()?;
     let mut loaded = Vec::new();
     for _ in 0..stores {
@@ -149,20 +158,25 @@ mod tests {
             s.set(a, &i.to_be_bytes(), format!("v{i}").as_bytes()).unwrap();
         }
         s.set(b, b"only", b"").unwrap();
-        s.end_call();
-        write(&path, &encode(&s, "cafe", 1234)).unwrap();
+        s.end_batch();
+        write(&path, &encode(&s, "cafe", 1234, 1_000)).unwrap();
         let mut back = TaskState::new(&["b".into(), "a".into()], StateLimits::default());
-        assert_eq!(load(&path, "cafe", &mut back), Some(1234));
+        assert_eq!(load(&path, "cafe", 11_000, 10_000, &mut back), None, "too old");
+        assert_eq!(load(&path, "cafe", 1_500, 10_000, &mut back), Some(1234));
         let (a2, b2) = (back.open("a").unwrap(), back.open("b").unwrap());
         assert_eq!(back.get(a2, &7u32.to_be_bytes()).unwrap(), Some(&b"v7"[..]));
         assert_eq!(back.get(b2, b"only").unwrap(), Some(&b""[..]));
         assert_eq!(back.figures().iter().map(|f| f.keys).sum::<u64>(), 1001);
         let mut other = TaskState::new(&["a".into()], StateLimits::default());
-        assert_eq!(load(&path, "beef", &mut other), None, "another changelog incarnation");
+        assert_eq!(
+            load(&path, "beef", 1_500, 10_000, &mut other),
+            None,
+            "another changelog incarnation"
+        );
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[40] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(load(&path, "cafe", &mut other), None, "torn");
+        assert_eq!(load(&path, "cafe", 1_500, 10_000, &mut other), None, "torn");
         assert_eq!(other.figures()[0].keys, 0);
     }
 }

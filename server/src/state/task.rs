@@ -2,8 +2,9 @@
 //! changelog's next records), and the undo log of the guest call in progress.
 //!
 //! Writes go into the stores at once (reads see them), and each records the value it replaced
-//! in the current call's undo log: a call that fails, or a record that fails in it, puts those
-//! values back, so a dead-lettered record leaves no trace. What the commit writes to the
+//! in the current batch's undo log: a record that fails (rolled back to the mark taken before
+//! it), or a batch dropped half-way (a pause, a stop), puts those values back, so neither a
+//! dead-lettered record nor an abandoned batch leaves a trace. What the commit writes to the
 //! changelog is the current value of every key touched since the last commit: one record per
 //! key, however often it changed (Kafka Streams' record cache does the same).
 
@@ -53,7 +54,7 @@ pub struct TaskState {
     limits: StateLimits,
     /// Keys written since the last commit.
     touched: HashSet<(u16, Box<[u8]>)>,
-    /// Values the current call's writes replaced, in write order.
+    /// Values the current batch's writes replaced, in write order.
     undo: Vec<Undo>,
     /// The largest record timestamp processed (ms).
     pub watermark: Option<i64>,
@@ -261,26 +262,38 @@ impl TaskState {
             .map(|f| f.at)
     }
 
-    /// Starts a guest call: its writes can be undone until [`Self::end_call`].
-    pub fn begin_call(&mut self) {
-        self.rollback_call();
+    /// Starts a batch: its writes can be undone until [`Self::end_batch`]. What an earlier
+    /// batch left unfinished is undone first.
+    pub fn begin_batch(&mut self) {
+        self.rollback_to(0);
     }
 
-    /// Keeps the current call's writes; returns whether it made any.
-    pub fn end_call(&mut self) -> bool {
-        let wrote = !self.undo.is_empty();
+    /// Keeps the current batch's writes.
+    pub fn end_batch(&mut self) {
         self.undo.clear();
-        wrote
     }
 
-    /// Whether the current call has written anything yet.
-    pub fn call_wrote(&self) -> bool {
-        !self.undo.is_empty()
+    /// Undoes everything the current batch wrote (it was dropped half-way).
+    pub fn rollback_batch(&mut self) {
+        self.rollback_to(0);
     }
 
-    /// Undoes the current call's writes, newest first.
-    pub fn rollback_call(&mut self) {
-        while let Some((store, key, old)) = self.undo.pop() {
+    /// A point of the current batch to roll back to (before a record).
+    pub fn mark(&self) -> usize {
+        self.undo.len()
+    }
+
+    /// Whether the current batch wrote anything since `mark`.
+    pub fn wrote_since(&self, mark: usize) -> bool {
+        self.undo.len() > mark
+    }
+
+    /// Undoes the current batch's writes since `mark`, newest first.
+    pub fn rollback_to(&mut self, mark: usize) {
+        while self.undo.len() > mark {
+            let Some((store, key, old)) = self.undo.pop() else {
+                break;
+            };
             let s = &mut self.stores[store as usize];
             match old {
                 Some(v) => {
@@ -374,15 +387,17 @@ mod tests {
     fn a_failed_call_is_undone_and_only_kept_writes_reach_the_changelog() {
         let mut s = state();
         let c = s.open("counts").unwrap();
-        s.begin_call();
+        s.begin_batch();
         assert_eq!(s.increment(c, b"apple", 1).unwrap(), 1);
         assert_eq!(s.increment(c, b"apple", 2).unwrap(), 3);
-        assert!(s.end_call());
-        s.begin_call();
+        assert!(s.wrote_since(0));
+        s.end_batch();
+        s.begin_batch();
+        let before = s.mark();
         s.increment(c, b"apple", 10).unwrap();
         s.set(c, b"pear", b"x").unwrap();
         s.delete(c, b"apple").unwrap();
-        s.rollback_call();
+        s.rollback_to(before);
         assert_eq!(s.get(c, b"apple").unwrap(), Some(&b"3"[..]));
         assert_eq!(s.get(c, b"pear").unwrap(), None);
         let changes = s.take_changes();
@@ -403,6 +418,15 @@ mod tests {
             "one record per key touched, with its value now"
         );
         assert!(!s.has_changes());
+        // A batch dropped half-way (a pause) loses every write it made, kept records' too.
+        s.begin_batch();
+        s.increment(c, b"apple", 1).unwrap();
+        let m = s.mark();
+        s.increment(c, b"kiwi", 1).unwrap();
+        s.rollback_to(m);
+        s.rollback_batch();
+        assert_eq!(s.get(c, b"apple").unwrap(), Some(&b"3"[..]));
+        assert_eq!(s.get(c, b"kiwi").unwrap(), None);
     }
 
     #[test]

@@ -175,19 +175,31 @@ impl Partition {
         self.log().open_transaction(producer_id)
     }
 
-    /// Fences `producer`'s older epochs here: their appends are refused from now on.
-    pub fn fence(&self, producer: Producer) {
-        self.log_mut().fence(producer);
+    /// Fences `producer`'s older epochs here: their appends are refused from now on (off the
+    /// async threads: the writer may hold the log's lock for a write).
+    pub async fn fence(self: &Arc<Self>, producer: Producer) {
+        let me = Arc::clone(self);
+        let _ = tokio::task::spawn_blocking(move || me.log_mut().fence(producer)).await;
     }
 
     /// Where `producer_id`'s transaction that no marker closed begins, scanning from `from`
     /// (off the async threads). See [`PartitionLog::unclosed_transaction`].
     pub async fn unclosed_transaction(self: &Arc<Self>, producer_id: i64, from: u64) -> Result<Unclosed, TopicError> {
         let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || me.log().unclosed_transaction(producer_id, from))
-            .await
-            .map_err(|_| TopicError::ShuttingDown)?
-            .map_err(TopicError::from)
+        // The lock is taken per chunk read: a long scan never holds the writer up.
+        tokio::task::spawn_blocking(move || {
+            crate::log::scan_unclosed(producer_id, from, &mut |at, out| {
+                let log = me.log();
+                let at = at.max(log.log_start_offset());
+                if at >= log.high_watermark() {
+                    return Ok(false);
+                }
+                log.read(at, 1024 * 1024, out).map(|()| true)
+            })
+        })
+        .await
+        .map_err(|_| TopicError::ShuttingDown)?
+        .map_err(TopicError::from)
     }
 
     async fn append_as(

@@ -55,6 +55,10 @@ pub struct ProduceBench {
     /// fsync policy of a created topic: always, interval or never.
     #[arg(long, default_value = "always")]
     fsync: String,
+    /// Keyed words instead of random values: each record's key and value is one of this many
+    /// words (`w0`, `w1`, ...), all of them used (a word count's input).
+    #[arg(long)]
+    keys: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -160,20 +164,44 @@ pub(super) async fn produce(client: &Client, b: ProduceBench) -> anyhow::Result<
     let url = client.url(&format!("/v1/topics/{topic}/records"));
     let started = Instant::now();
     let mut workers = Vec::new();
-    for c in 0..b.connections.max(1) {
-        let records: Vec<Value> = (0..b.batch)
-            .map(|i| json!({ "value": payload(b.record_size, (c * b.batch + i) as u64) }))
-            .collect();
-        let body = bytes::Bytes::from(serde_json::to_vec(&json!({ "records": records }))?);
+    let connections = b.connections.max(1);
+    for c in 0..connections {
+        // One body per request of a round, so that keyed words cover every key.
+        let bodies: Vec<bytes::Bytes> = match b.keys {
+            None => {
+                let records: Vec<Value> = (0..b.batch)
+                    .map(|i| json!({ "value": payload(b.record_size, (c * b.batch + i) as u64) }))
+                    .collect();
+                vec![bytes::Bytes::from(serde_json::to_vec(&json!({ "records": records }))?)]
+            }
+            Some(keys) => {
+                let per_round = (connections * b.batch) as u64;
+                let rounds = keys.div_ceil(per_round).max(1);
+                (0..rounds)
+                    .map(|r| {
+                        let records: Vec<Value> = (0..b.batch as u64)
+                            .map(|i| {
+                                let w = format!("w{}", (r * per_round + c as u64 * b.batch as u64 + i) % keys);
+                                json!({ "key": w, "value": w })
+                            })
+                            .collect();
+                        serde_json::to_vec(&json!({ "records": records })).map(bytes::Bytes::from)
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
         let (http, url, next) = (client.separate_http()?, url.clone(), Arc::clone(&next));
         workers.push(tokio::spawn(async move {
             let mut h = histogram();
+            let mut sent = 0usize;
             while next.fetch_add(1, Ordering::Relaxed) < requests {
                 let t = Instant::now();
+                let body = bodies[sent % bodies.len()].clone();
+                sent += 1;
                 let resp = http
                     .post(&url)
                     .header("content-type", "application/json")
-                    .body(body.clone())
+                    .body(body)
                     .send()
                     .await?;
                 if !resp.status().is_success() {

@@ -94,7 +94,13 @@ pub fn guest(b: GuestBench) -> anyhow::Result<()> {
         let log: crate::wasm::LogSink = Arc::new(|_, _| {});
         // Called on a blocking thread of the CLI's runtime: run the guest's async calls there.
         let rt = tokio::runtime::Handle::current();
-        let mut guest = rt.block_on(runtime.instantiate(&module, limits, "bench", log, None, None))?;
+        let task = (!b.stores.is_empty()).then(|| {
+            Arc::new(std::sync::Mutex::new(crate::state::TaskState::new(
+                &b.stores,
+                crate::state::StateLimits::default(),
+            )))
+        });
+        let mut guest = rt.block_on(runtime.instantiate(&module, limits, "bench", log, None, task.clone()))?;
         rt.block_on(guest.init(&Vec::new()))
             .map_err(|e| anyhow::anyhow!("{}: init failed: {e}", wasm.display()))?;
         let emitted = rt.block_on(guest.process(0, &inputs))?.emitted.len();
@@ -105,7 +111,14 @@ pub fn guest(b: GuestBench) -> anyhow::Result<()> {
                 inputs.len()
             );
         }
-        let rate = measure(&mut || Ok(rt.block_on(guest.process(0, &inputs))?.emitted.len()))?;
+        let rate = measure(&mut || {
+            let n = rt.block_on(guest.process(0, &inputs))?.emitted.len();
+            // What a commit does with the state: take the changes for the changelog.
+            if let Some(t) = &task {
+                t.lock().unwrap_or_else(|e| e.into_inner()).take_changes();
+            }
+            Ok(n)
+        })?;
         let name = wasm
             .file_name()
             .map_or_else(|| wasm.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -139,6 +152,10 @@ pub struct GuestBench {
     /// Memory cap of each instance, bytes.
     #[arg(long, default_value_t = crate::wasm::GuestLimits::default().memory_bytes_max)]
     memory_bytes_max: usize,
+    /// A state store every guest gets (repeatable): measures processors with state, such as
+    /// the word count, whose calls then reach the host per record.
+    #[arg(long = "store")]
+    stores: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -173,6 +190,15 @@ pub struct ProcessorBench {
     /// The hostile guest's call deadline, ms.
     #[arg(long, default_value_t = 1000)]
     hostile_deadline_ms: u64,
+    /// Keyed words for input (see `weir bench produce --keys`): a word count's.
+    #[arg(long)]
+    keys: Option<u64>,
+    /// A state store to deploy the processor with (repeatable).
+    #[arg(long = "store")]
+    stores: Vec<String>,
+    /// exactly_once (the default) or at_least_once.
+    #[arg(long, default_value = "exactly_once")]
+    guarantee: String,
 }
 
 /// Uploads a component; returns the server's answer (with its `id`).
@@ -286,6 +312,7 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
             connections: 4,
             partitions: b.partitions,
             fsync: b.fsync.clone(),
+            keys: b.keys,
         },
     )
     .await?;
@@ -300,7 +327,8 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
     let started = Instant::now();
     let module = upload(client, &b.wasm).await?;
     let uploaded = started.elapsed();
-    let spec = json!({ "module": module["id"], "input": input, "outputs": [output], "batch_records_max": b.batch_records_max });
+    let spec = json!({ "module": module["id"], "input": input, "outputs": [output],
+        "batch_records_max": b.batch_records_max, "stores": b.stores, "guarantee": b.guarantee });
     client
         .json(
             client
@@ -310,13 +338,20 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
         .await?;
     let deployed = started.elapsed();
     let mut first = None;
+    let view_path = format!("/v1/processors/bench-{tag}");
     loop {
         let n = topic_records(client, &output).await?;
         if n > 0 && first.is_none() {
             first = Some(started.elapsed());
         }
-        if n >= b.records {
+        // Done when every input record is committed (and so its output visible).
+        let v = client.json(client.request(Method::GET, &view_path)).await?;
+        let lag = v["lag"].as_array().cloned().unwrap_or_default();
+        if !lag.is_empty() && lag.iter().all(|p| p["lag"] == 0) && n > 0 {
             break;
+        }
+        if v["state"] == "failed" {
+            bail!("the processor failed: {}", v["last_error"]);
         }
         if started.elapsed() > Duration::from_secs(600) {
             bail!(
@@ -338,11 +373,14 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
             .await?;
     }
     println!(
-        "processor: {} records of {} B, {} partitions, fsync={}, module {}",
+        "processor: {} records of {}, {} partitions, fsync={}, {}, stores {:?}, module {}",
         b.records,
-        b.record_size,
+        b.keys
+            .map_or(format!("{} B", b.record_size), |k| format!("{k} keyed words")),
         b.partitions,
         b.fsync,
+        b.guarantee,
+        b.stores,
         b.wasm.display()
     );
     println!(
@@ -351,9 +389,12 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
         deployed.as_secs_f64() * 1e3,
         first.as_secs_f64() * 1e3
     );
-    let secs = (total - first).as_secs_f64().max(1e-9);
+    // From the deploy's answer to the last input committed: an exactly-once processor's
+    // first output is visible only at its first commit, so "from the first output" would
+    // leave out the work before it.
+    let secs = (total - deployed).as_secs_f64().max(1e-9);
     println!(
-        "  topic -> processor -> topic: {:.0} records/s ({:.2} s from first output to last)",
+        "  topic -> processor -> topic: {:.0} records/s ({:.2} s from the deploy's answer to the last input committed)",
         b.records as f64 / secs,
         secs
     );

@@ -1,8 +1,9 @@
 //! Misbehaves on command, by record value: `loop` spins forever, `alloc` allocates without
 //! bound, `panic` panics, `fail` returns an error, `log:TEXT` prints TEXT to stdout and to the
 //! host log. With a store `counts` deployed: `count:KEY` adds one to KEY and passes through,
-//! `count-fail:KEY` adds one then fails, `count-panic:KEY` adds one then panics. Anything else
-//! passes through.
+//! `count-fail:KEY` adds one then fails, `count-panic:KEY` adds one then panics. With a store
+//! `kv`: `set:VALUE` sets the record's key to VALUE and passes through (the state benchmark's
+//! load). Anything else passes through.
 
 use weir_sdk::{Config, Emitter, Error, Processor, Record};
 
@@ -30,6 +31,12 @@ impl Processor for Chaos {
             }
             b"panic" => panic!("chaos guest panicked on purpose"),
             b"fail" => Err(Error::new("refused: the record said fail")),
+            v if v.starts_with(b"set:") => {
+                let kv = weir_sdk::state::Store::open("kv")?;
+                kv.set(record.key.unwrap_or_default(), &v[4..])?;
+                out.forward(record);
+                Ok(())
+            }
             v if v.starts_with(b"count") => {
                 let text = String::from_utf8_lossy(v).into_owned();
                 let (how, key) = text.split_once(':').unwrap_or((&text, ""));
