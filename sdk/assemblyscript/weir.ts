@@ -377,6 +377,19 @@ function batchError(message: string): usize {
 declare function hostOpen(namePtr: usize, nameLen: usize, ret: usize): void;
 @external("weir:processor/state@0.2.0", "get")
 declare function hostGet(store: u32, keyPtr: usize, keyLen: usize, ret: usize): void;
+@external("weir:processor/state@0.2.0", "get-many")
+declare function hostGetMany(store: u32, keysPtr: usize, keysLen: usize, ret: usize): void;
+@external("weir:processor/state@0.2.0", "scan")
+declare function hostScan(
+  store: u32,
+  startPtr: usize,
+  startLen: usize,
+  hasEnd: u32,
+  endPtr: usize,
+  endLen: usize,
+  limit: u32,
+  ret: usize,
+): void;
 @external("weir:processor/state@0.2.0", "set")
 declare function hostSet(store: u32, keyPtr: usize, keyLen: usize, valuePtr: usize, valueLen: usize, ret: usize): void;
 @external("weir:processor/state@0.2.0", "delete")
@@ -428,6 +441,58 @@ export class Store {
     return out;
   }
 
+  /** The values of `keys` in one host call: copies, or null where a key has none. */
+  getMany(keys: Array<Uint8Array>): Array<Uint8Array | null> {
+    const n = keys.length;
+    const list = heap.alloc(<usize>n * 8 + 8);
+    for (let i = 0; i < n; i++) {
+      store<usize>(list + <usize>i * 8, keys[i].dataStart);
+      store<usize>(list + <usize>i * 8 + 4, keys[i].byteLength);
+    }
+    hostGetMany(this.handle, list, n, STATE_RET);
+    heap.free(list);
+    const ptr = load<usize>(STATE_RET);
+    const len = load<usize>(STATE_RET + 4);
+    const out = new Array<Uint8Array | null>(<i32>len);
+    for (let i: usize = 0; i < len; i++) {
+      const at = ptr + i * 12;
+      if (load<u8>(at) == 0) {
+        out[<i32>i] = null;
+        continue;
+      }
+      const v = load<usize>(at + 4);
+      out[<i32>i] = copyOut(v, load<usize>(at + 8));
+      heap.free(v);
+    }
+    heap.free(ptr);
+    return out;
+  }
+
+  /** Up to `limit` entries with `start <= key < end` (`end` null: to the last key), in key
+   * order. One call gives at most 16 MiB of keys and values, so fewer than `limit` is not the
+   * end: scan on from the last key with a 0 byte appended until the answer is empty. */
+  scan(start: Uint8Array, end: Uint8Array | null, limit: u32): Array<Entry> {
+    if (end === null) {
+      hostScan(this.handle, start.dataStart, start.byteLength, 0, 0, 0, limit, STATE_RET);
+    } else {
+      const e = changetype<Uint8Array>(end);
+      hostScan(this.handle, start.dataStart, start.byteLength, 1, e.dataStart, e.byteLength, limit, STATE_RET);
+    }
+    const ptr = load<usize>(STATE_RET);
+    const len = load<usize>(STATE_RET + 4);
+    const out = new Array<Entry>(<i32>len);
+    for (let i: usize = 0; i < len; i++) {
+      const at = ptr + i * 16;
+      const k = load<usize>(at);
+      const v = load<usize>(at + 8);
+      out[<i32>i] = new Entry(copyOut(k, load<usize>(at + 4)), copyOut(v, load<usize>(at + 12)));
+      heap.free(k);
+      heap.free(v);
+    }
+    heap.free(ptr);
+    return out;
+  }
+
   /** The value of `key` (text) as text, or null. */
   getString(key: string): string | null {
     const v = this.get(Uint8Array.wrap(String.UTF8.encode(key)));
@@ -463,6 +528,22 @@ export class Store {
   /** `increment` with a text key. */
   incrementString(key: string, delta: i64 = 1): i64 {
     return this.increment(Uint8Array.wrap(String.UTF8.encode(key)), delta);
+  }
+}
+
+/** One entry of a store, from `Store.scan`. */
+export class Entry {
+  constructor(
+    public key: Uint8Array,
+    public value: Uint8Array,
+  ) {}
+
+  keyString(): string {
+    return String.UTF8.decode(this.key.buffer);
+  }
+
+  valueString(): string {
+    return String.UTF8.decode(this.value.buffer);
   }
 }
 

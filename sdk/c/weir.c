@@ -404,6 +404,24 @@ bool weir_store_get(weir_store store, weir_bytes key, weir_owned *value) {
     return true;
 }
 
+void weir_store_get_many(weir_store store, const weir_bytes *keys, size_t n, weir_owned *values, bool *found) {
+    packed_processor_list_u8_t *lent = malloc(n * sizeof *lent + 1);
+    if (!lent) abort();
+    for (size_t i = 0; i < n; i++) lent[i] = lend(keys[i]);
+    packed_processor_list_list_u8_t k = {lent, n};
+    packed_processor_list_option_list_u8_t got;
+    weir_processor_state_get_many(store.handle_, &k, &got);
+    free(lent);
+    for (size_t i = 0; i < n; i++) {
+        bool some = i < got.len && got.ptr[i].is_some;
+        found[i] = some;
+        values[i].ptr = some ? got.ptr[i].val.ptr : NULL;
+        values[i].len = some ? got.ptr[i].val.len : 0;
+    }
+    /* The values now belong to the caller: free only the list. */
+    free(got.ptr);
+}
+
 const char *weir_store_set(weir_store store, weir_bytes key, weir_bytes value) {
     packed_processor_list_u8_t k = lend(key), v = lend(value);
     packed_processor_string_t err;

@@ -141,6 +141,9 @@ void weir_owned_free(weir_owned *bytes);
 const char *weir_store_open(const char *name, weir_store *store);
 /* Whether `key` has a value; if so it is in `*value` (free it with weir_owned_free). */
 bool weir_store_get(weir_store store, weir_bytes key, weir_owned *value);
+/* Looks up `n` keys in one call: for each i, `found[i]` says whether `keys[i]` has a value, and
+ * if so it is in `values[i]` (free each with weir_owned_free). Cheaper than n weir_store_get. */
+void weir_store_get_many(weir_store store, const weir_bytes *keys, size_t n, weir_owned *values, bool *found);
 /* Sets `key` to `value`. NULL on success, else why not (a state limit). */
 const char *weir_store_set(weir_store store, weir_bytes key, weir_bytes value);
 /* Removes `key`. */
@@ -148,7 +151,9 @@ const char *weir_store_delete(weir_store store, weir_bytes key);
 /* Adds `delta` to the integer at `key` (absent: 0); the new value is in `*result`. */
 const char *weir_store_increment(weir_store store, weir_bytes key, int64_t delta, int64_t *result);
 /* Calls `each` for up to `limit` entries with `start <= key < end` (`end` NULL: to the last
- * key), in key order; returns how many. The bytes are valid during the call only. */
+ * key), in key order; returns how many. The bytes are valid during the call only. One call
+ * returns at most 16 MiB of keys and values, so fewer than `limit` is not the end: scan on from
+ * the last key with a 0 byte appended until it returns 0. */
 size_t weir_store_scan(weir_store store, weir_bytes start, const weir_bytes *end, uint32_t limit,
                        void (*each)(weir_bytes key, weir_bytes value, void *ctx), void *ctx);
 

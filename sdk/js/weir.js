@@ -292,6 +292,11 @@ export class Store {
     return hostState().get(this.h(), asBytes(key, "key"));
   }
 
+  /** The values of `keys` (an array) in one host call: Uint8Arrays or nulls, in their order. */
+  getMany(keys) {
+    return hostState().getMany(this.h(), keys.map((k) => asBytes(k, "key")));
+  }
+
   /** The value as text, or null. */
   getText(key) {
     const v = this.get(key);
@@ -316,10 +321,12 @@ export class Store {
 
   /** Adds `delta` (default 1) to the integer at `key` (absent: 0) and returns the new value. */
   increment(key, delta = 1) {
-    return Number(hostState().increment(this.h(), asBytes(key, "key"), delta));
+    return Number(hostState().increment(this.h(), asBytes(key, "key"), int64(delta, "delta")));
   }
 
-  /** Up to `limit` `[key, value]` pairs (Uint8Arrays) with `start <= key < end`, in key order. */
+  /** Up to `limit` `[key, value]` pairs (Uint8Arrays) with `start <= key < end`, in key order.
+   * One call gives at most 16 MiB of keys and values, so fewer than `limit` is not the end: scan
+   * on from the last key with a 0 byte appended until the answer is empty. */
   scan(start = "", end = null, limit = 100) {
     const e = end === null || end === undefined ? null : asBytes(end, "end");
     return hostState().scan(this.h(), asBytes(start, "start"), e, limit);
@@ -340,7 +347,16 @@ export function store(name) {
 
 /** The task's watermark: the largest record timestamp processed (ms), or null. */
 export function watermark() {
-  return host ? host.time.watermark() : null;
+  const w = host ? host.time.watermark() : null;
+  return w === null || w === undefined ? null : Number(w);
+}
+
+/** A 64-bit integer argument as the host takes it (a whole Number), from a Number or a
+ * BigInt; anything else is a TypeError that names the argument. */
+function int64(v, what) {
+  if (typeof v === "bigint") return Number(v);
+  if (typeof v !== "number" || !Number.isFinite(v)) throw new TypeError(`${what} must be a number, got ${v}`);
+  return Math.trunc(v);
 }
 
 /** Sets a timer for `key` at `at` (ms since the epoch): `"event-time"` (default: due when the
@@ -348,12 +364,12 @@ export function watermark() {
  * processor's `onTimer(timer, out)` with `timer.key` (Uint8Array), `timer.keyText()`,
  * `timer.at` and `timer.domain`. */
 export function setTimer(key, at, domain = "event-time") {
-  host.time.setTimer(asBytes(key, "key"), at, domain);
+  host.time.setTimer(asBytes(key, "key"), int64(at, "at"), domain);
 }
 
 /** Cancels that timer. */
 export function cancelTimer(key, at, domain = "event-time") {
-  host.time.cancelTimer(asBytes(key, "key"), at, domain);
+  host.time.cancelTimer(asBytes(key, "key"), int64(at, "at"), domain);
 }
 
 /** A timer that came due. */

@@ -222,6 +222,10 @@ class Store:
         """The value of ``key`` (bytes), or None."""
         return _host_state.get(self._h(), _as_bytes(key, "key"))
 
+    def get_many(self, keys):
+        """The values of ``keys`` in one host call: a list of bytes or None, in their order."""
+        return list(_host_state.get_many(self._h(), [_as_bytes(k, "key") for k in keys]))
+
     def get_text(self, key):
         """The value as text, or None."""
         v = self.get(key)
@@ -245,7 +249,9 @@ class Store:
         return _call(_host_state.increment, self._h(), _as_bytes(key, "key"), int(delta))
 
     def scan(self, start=b"", end=None, limit=100):
-        """Up to ``limit`` ``(key, value)`` pairs with ``start <= key < end``, in key order."""
+        """Up to ``limit`` ``(key, value)`` pairs with ``start <= key < end``, in key order.
+        One call gives at most 16 MiB of keys and values, so fewer than ``limit`` is not the
+        end: scan on from the last key + ``b"\\0"`` until the answer is empty."""
         end = None if end is None else _as_bytes(end, "end")
         return list(_host_state.scan(self._h(), _as_bytes(start, "start"), end, int(limit)))
 

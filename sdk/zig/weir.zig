@@ -64,6 +64,15 @@ pub const c = struct {
     pub extern fn weir_owned_free(bytes: *weir_owned) void;
     pub extern fn weir_store_open(name: [*:0]const u8, store: *weir_store) ?[*:0]const u8;
     pub extern fn weir_store_get(store: weir_store, key: weir_bytes, value: *weir_owned) bool;
+    pub extern fn weir_store_get_many(store: weir_store, keys: [*]const weir_bytes, n: usize, values: [*]weir_owned, found: [*]bool) void;
+    pub extern fn weir_store_scan(
+        store: weir_store,
+        start: weir_bytes,
+        end: ?*const weir_bytes,
+        limit: u32,
+        each: *const fn (key: weir_bytes, value: weir_bytes, ctx: ?*anyopaque) callconv(.c) void,
+        ctx: ?*anyopaque,
+    ) usize;
     pub extern fn weir_store_set(store: weir_store, key: weir_bytes, value: weir_bytes) ?[*:0]const u8;
     pub extern fn weir_store_delete(store: weir_store, key: weir_bytes) ?[*:0]const u8;
     pub extern fn weir_store_increment(store: weir_store, key: weir_bytes, delta: i64, result: *i64) ?[*:0]const u8;
@@ -242,6 +251,53 @@ pub const Store = struct {
         var v: c.weir_owned = .{ .ptr = null, .len = 0 };
         if (!c.weir_store_get(self.raw, bytes(key), &v)) return null;
         return .{ .raw = v };
+    }
+
+    /// The values of `keys` in one host call, into `values` (as long as `keys`): null where a
+    /// key has none. `free` each one that is not null.
+    pub fn getMany(self: Store, keys: []const []const u8, values: []?Owned) void {
+        std.debug.assert(values.len == keys.len);
+        var raw_keys: [64]c.weir_bytes = undefined;
+        var raw_values: [64]c.weir_owned = undefined;
+        var found: [64]bool = undefined;
+        var done: usize = 0;
+        // A chunk of 64 at a time, on the stack.
+        while (done < keys.len) {
+            const n = @min(keys.len - done, raw_keys.len);
+            for (keys[done .. done + n], 0..) |k, i| raw_keys[i] = bytes(k);
+            c.weir_store_get_many(self.raw, &raw_keys, n, &raw_values, &found);
+            for (0..n) |i| values[done + i] = if (found[i]) Owned{ .raw = raw_values[i] } else null;
+            done += n;
+        }
+    }
+
+    /// Calls `each(ctx, key, value)` for up to `limit` entries with `start <= key < end` (null:
+    /// to the last key), in key order, and returns how many. The slices are valid during the
+    /// call only. One call gives at most 16 MiB of keys and values, so fewer than `limit` is
+    /// not the end: scan on from the last key with a 0 byte appended until it returns 0.
+    pub fn scan(
+        self: Store,
+        start: []const u8,
+        end: ?[]const u8,
+        limit: u32,
+        ctx: anytype,
+        comptime each: fn (@TypeOf(ctx), []const u8, []const u8) void,
+    ) usize {
+        const Ctx = @TypeOf(ctx);
+        const Trampoline = struct {
+            fn call(k: c.weir_bytes, v: c.weir_bytes, raw: ?*anyopaque) callconv(.c) void {
+                const p: *const Ctx = @ptrCast(@alignCast(raw.?));
+                each(p.*, slice(k), slice(v));
+            }
+        };
+        var e: c.weir_bytes = undefined;
+        var end_ptr: ?*const c.weir_bytes = null;
+        if (end) |x| {
+            e = bytes(x);
+            end_ptr = &e;
+        }
+        var context = ctx;
+        return c.weir_store_scan(self.raw, bytes(start), end_ptr, limit, &Trampoline.call, @ptrCast(&context));
     }
 
     pub fn set(self: Store, key: []const u8, value: []const u8) error{Failed}!void {

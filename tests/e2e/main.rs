@@ -23,6 +23,7 @@ mod projects;
 mod reliability;
 mod sse;
 mod state;
+mod state_api;
 mod topic_races;
 mod topics;
 mod wasm;

@@ -102,16 +102,30 @@ pub fn build_project(dir: &std::path::Path) -> PathBuf {
 /// The component built from `examples/LANG/NAME` (copied under target/e2e-examples), once per
 /// test run.
 pub fn example_project(lang: &str, name: &str) -> PathBuf {
+    project_built(
+        &workspace().join("examples").join(lang).join(name),
+        &format!("{lang}-{name}"),
+    )
+}
+
+/// The component built from the test guest `tests/guests/PATH`, once per test run.
+pub fn guest_project(path: &str) -> PathBuf {
+    project_built(
+        &workspace().join("tests").join("guests").join(path),
+        &path.replace('/', "-"),
+    )
+}
+
+fn project_built(src: &std::path::Path, key: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<BTreeMap<String, PathBuf>> = std::sync::Mutex::new(BTreeMap::new());
-    let key = format!("{lang}-{name}");
-    // Held while building: two tests that need the same example wait for one build.
+    // Held while building: two tests that need the same project wait for one build.
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(path) = built.get(&key) {
+    if let Some(path) = built.get(key) {
         return path.clone();
     }
-    let dir = workspace().join("target").join("e2e-examples").join(&key);
-    copy_project(&workspace().join("examples").join(lang).join(name), &dir);
+    let dir = workspace().join("target").join("e2e-examples").join(key);
+    copy_project(src, &dir);
     let path = build_project(&dir);
-    built.insert(key, path.clone());
+    built.insert(key.to_owned(), path.clone());
     path
 }

@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod consume;
 mod processor;
+mod processor_test;
 mod produce;
 mod project;
 mod serve;

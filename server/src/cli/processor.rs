@@ -1,20 +1,15 @@
 //! `weir processor ...`: `new` and `build` work on a project (see [`super::project`]), `test`
 //! runs a processor locally with no server, the others talk to the server.
 
-use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value, json};
 
 use reqwest::Method;
 
 use super::{Client, project};
-use crate::log::NewRecord;
-use crate::wasm::{GuestLimits, InputRef, Level, RuntimeConfig, WasmRuntime};
+use crate::wasm::GuestLimits;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ProcessorCommand {
@@ -40,28 +35,7 @@ pub enum ProcessorCommand {
     Delete { name: String },
     /// Run a processor locally: NDJSON records (the produce API's shape) on stdin, one NDJSON
     /// line per emitted record on stdout, failures on stderr (exit status 1 if any record failed).
-    Test(TestArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct TestArgs {
-    /// The component (.wasm).
-    file: PathBuf,
-    /// A config parameter NAME=VALUE (repeatable).
-    #[arg(long = "config", short = 'c', value_parser = parse_pair)]
-    config: Vec<(String, String)>,
-    /// Records per guest call.
-    #[arg(long, default_value_t = 1000)]
-    batch: usize,
-    /// Topic name the processor sees.
-    #[arg(long, default_value = "test")]
-    topic: String,
-    /// Deadline of one call, ms.
-    #[arg(long, default_value_t = 1000)]
-    deadline_ms: u64,
-    /// Memory cap, bytes.
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
-    memory_bytes_max: usize,
+    Test(Box<super::processor_test::TestArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,7 +115,7 @@ pub fn parse_pair(s: &str) -> Result<(String, String), String> {
 pub async fn run(client: &Client, command: ProcessorCommand) -> anyhow::Result<()> {
     let path = |name: &str, tail: &str| format!("/v1/processors/{name}{tail}");
     match command {
-        ProcessorCommand::Test(args) => tokio::task::spawn_blocking(move || test(args)).await?,
+        ProcessorCommand::Test(args) => tokio::task::spawn_blocking(move || super::processor_test::run(*args)).await?,
         ProcessorCommand::New(a) => {
             let dir = a.dir.unwrap_or_else(|| PathBuf::from(&a.name));
             project::new(&a.name, a.lang, &dir)?;
@@ -370,122 +344,4 @@ async fn logs(client: &Client, path: &str) -> anyhow::Result<()> {
         })
         .await
         .map(drop)
-}
-
-fn bytes_json(out: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
-    match bytes.map(std::str::from_utf8) {
-        None => {
-            out.insert(name.into(), Value::Null);
-        }
-        Some(Ok(s)) => {
-            out.insert(name.into(), json!(s));
-        }
-        Some(Err(_)) => {
-            out.insert(format!("{name}_b64"), json!(B64.encode(bytes.unwrap_or_default())));
-        }
-    }
-}
-
-fn record_json(r: &NewRecord, output: Option<u32>, input_offset: u64) -> Value {
-    let mut m = Map::new();
-    bytes_json(&mut m, "key", r.key.as_deref());
-    bytes_json(&mut m, "value", r.value.as_deref());
-    let headers: Map<String, Value> = r
-        .headers
-        .iter()
-        .map(|(n, v)| (n.clone(), json!(String::from_utf8_lossy(v))))
-        .collect();
-    m.insert("headers".into(), Value::Object(headers));
-    m.insert("output".into(), json!(output));
-    m.insert("input_offset".into(), json!(input_offset));
-    Value::Object(m)
-}
-
-/// The component compiled: from the user's cache (`$XDG_CACHE_HOME/weir/compiled/SHA256.cwasm`,
-/// or `~/.cache/...`) when this `weir` compiled the same bytes before, else compiled and cached.
-/// A Python component takes seconds to compile; a second `weir processor test` should not.
-fn compiled(runtime: &WasmRuntime, bytes: &[u8]) -> anyhow::Result<crate::wasm::CompiledModule> {
-    use sha2::{Digest, Sha256};
-    let cache_dir = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
-        .map(|d| d.join("weir").join("compiled"));
-    let path = cache_dir
-        .as_ref()
-        .map(|d| d.join(format!("{}.cwasm", hex::encode(Sha256::digest(bytes)))));
-    if let Some(m) = path.as_ref().and_then(|p| runtime.load_cached(p)) {
-        return Ok(m);
-    }
-    let module = runtime.compile(bytes)?;
-    if let (Some(dir), Some(path), Ok(code)) = (&cache_dir, &path, module.serialize()) {
-        // Only a cache: a failure costs a compile next time.
-        let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(path, code));
-    }
-    Ok(module)
-}
-
-fn test(args: TestArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
-    let runtime = WasmRuntime::new(RuntimeConfig {
-        instances_max: 4,
-        ..RuntimeConfig::default()
-    })?;
-    let module = compiled(&runtime, &bytes)?;
-    let log: crate::wasm::LogSink = Arc::new(|level: Level, line: &str| eprintln!("[{level:?}] {line}"));
-    let limits = GuestLimits {
-        deadline_ms: args.deadline_ms,
-        memory_bytes_max: args.memory_bytes_max,
-        ..GuestLimits::default()
-    };
-    // Called on a blocking thread of the CLI's runtime: run the guest's async calls there.
-    let rt = tokio::runtime::Handle::current();
-    let mut guest = rt.block_on(runtime.instantiate(&module, limits, &args.topic, log, None, None))?;
-    rt.block_on(guest.init(&args.config))
-        .map_err(|e| anyhow::anyhow!("init rejected the config: {e}"))?;
-
-    let mut records = Vec::new();
-    for (i, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.context("cannot read standard input")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed = crate::http::records_in::parse_record(line.as_bytes())
-            .map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?;
-        records.push(parsed.record);
-    }
-    let now = crate::topic::now_ms();
-    let mut out = std::io::BufWriter::new(std::io::stdout());
-    let mut failures = 0usize;
-    for (chunk_index, chunk) in records.chunks(args.batch.max(1)).enumerate() {
-        let base = (chunk_index * args.batch.max(1)) as u64;
-        let headers: Vec<Vec<(&str, &[u8])>> = chunk
-            .iter()
-            .map(|r| r.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect())
-            .collect();
-        let inputs: Vec<InputRef<'_>> = chunk
-            .iter()
-            .zip(&headers)
-            .enumerate()
-            .map(|(i, (r, h))| InputRef {
-                offset: base + i as u64,
-                timestamp: r.timestamp.unwrap_or(now),
-                key: r.key.as_deref(),
-                value: r.value_bytes(),
-                headers: h,
-            })
-            .collect();
-        let result = rt.block_on(guest.process(0, &inputs))?;
-        for e in &result.emitted {
-            writeln!(out, "{}", record_json(&e.record, e.output, base + u64::from(e.input)))?;
-        }
-        for (i, message) in &result.failed {
-            failures += 1;
-            eprintln!("record at offset {} failed: {message}", base + u64::from(*i));
-        }
-    }
-    out.flush()?;
-    if failures > 0 {
-        bail!("{failures} record(s) failed");
-    }
-    Ok(())
 }

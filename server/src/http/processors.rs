@@ -183,10 +183,10 @@ pub async fn logs(
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
 }
 
-/// Moves a processor's committed offsets (needs `processor:NAME:operate`): to `earliest`,
-/// `latest`, an offset, or `{"timestamp": MS}`; with `"state": true` its state is cleared too
-/// (needs `processor:NAME:deploy` then). The processor stops while it happens and runs again
-/// after.
+/// Moves a processor's committed offsets (needs `processor:NAME:deploy`: skipping or
+/// repeating input changes what the outputs hold, as a deploy does): to `earliest`, `latest`,
+/// an offset, or `{"timestamp": MS}`; with `"state": true` its state is cleared too. The
+/// processor stops while it happens and runs again after.
 #[utoipa::path(post, path = "/v1/processors/{name}/reset", tag = "processors", params(("name" = String, Path)),
     request_body = crate::processor::reset::ResetRequest,
     responses((status = 200, description = "Reset and running again", body = ProcessorView), super::openapi::ProcessorErrors))]
@@ -196,14 +196,11 @@ pub async fn reset(
     ApiPath(name): ApiPath<String>,
     body: Body,
 ) -> Result<Json<ProcessorView>, ApiError> {
-    principal.require(Resource::Processor, &name, Action::Operate)?;
+    principal.require(Resource::Processor, &name, Action::Deploy)?;
     let body = super::guard::read_body(&state, body, super::guard::BodyKind::Api).await?;
     let req: crate::processor::reset::ResetRequest =
         super::extract::json_body(&body.bytes, r#"{"to":"earliest","state":true}"#)
             .map_err(ApiError::InvalidRequest)?;
-    if req.state {
-        principal.require(Resource::Processor, &name, Action::Deploy)?;
-    }
     state.processors.reset(&name, &req).await?;
     Ok(Json(state.processors.view(&name)?))
 }

@@ -17,6 +17,8 @@ use crate::processor::query::Entry;
 /// Entries a scan returns when it names no `limit`, and at most.
 const SCAN_DEFAULT: usize = 100;
 const SCAN_MAX: usize = 1000;
+/// Most bytes of keys and values in one page (at least one entry): values may be up to a MiB.
+const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -137,10 +139,10 @@ pub async fn get(
         start = start.max(after);
     }
     let end = prefix_end(&prefix);
-    let entries = processors.state_scan(&name, &store, &start, end.as_deref(), limit)?;
+    let (entries, more) = processors.state_scan(&name, &store, &start, end.as_deref(), limit, PAGE_BYTES_MAX)?;
     let mut page = serde_json::Map::new();
     page.insert("entries".into(), Value::Array(entries.iter().map(entry_json).collect()));
-    match entries.last().filter(|_| entries.len() == limit) {
+    match entries.last().filter(|_| more) {
         Some(last) => put_bytes(&mut page, "next_after", &last.key),
         None => {
             page.insert("next_after".into(), Value::Null);

@@ -186,7 +186,11 @@ impl Processors {
                     id: last.producer_id,
                     epoch: last.producer_epoch.saturating_add(1),
                 };
-                txn::recover(&offsets, &topics, &key, next).await?;
+                // One that cannot be settled now keeps its partitions' last stable offset
+                // where it is (readers wait; nothing wrong is shown); its task says why.
+                if let Err(e) = txn::recover(&offsets, &topics, &key, next).await {
+                    tracing::error!(task = %key, error = %e, "cannot settle a transaction a crash left open");
+                }
             }
         }
         let this = Self(Arc::new(Inner {
@@ -413,11 +417,22 @@ impl Processors {
     /// Stops the processor (a call in flight is interrupted) and removes it with its offsets.
     pub async fn delete(&self, name: &str) -> Result<(), ProcessorError> {
         let (slot, mut running) = self.owner(name, false).await?;
-        if slot.published().is_none() {
-            return Err(ProcessorError::NotFound(name.to_owned()));
-        }
+        let p = slot
+            .published()
+            .ok_or_else(|| ProcessorError::NotFound(name.to_owned()))?;
         if let Some(r) = running.take() {
             r.halt().await;
+        }
+        // What a failed task left open goes first: once its offsets are gone nothing would
+        // find it, and its partitions' last stable offset would never move again.
+        let keys = self.0.offsets.keys_with_prefix(&format!("processor/{name}/"));
+        for key in &keys {
+            if let Err(e) = txn::settle(&self.0.offsets, &self.0.topics, key).await {
+                let (r, published) = self.start(name, &p.stored, Arc::clone(&p.status), false).await;
+                *running = r;
+                slot.publish(Some(published));
+                return Err(e.into());
+            }
         }
         let dir = self.0.dir.join(name);
         let parent = self.0.dir.clone();
@@ -427,11 +442,19 @@ impl Processors {
         })
         .await
         .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?;
+        // Its state's changelog, then its committed offsets: a crash before this leaves data of
+        // no deployment (harmless), never a deployment without its offsets or state. All of it
+        // before the name is free: a deploy of the same name waits, then starts from nothing.
+        let cleaned = match removed {
+            Ok(()) => self.remove_data(name, &keys).await,
+            Err(e) => Err(e),
+        };
         slot.publish(None);
         self.forget(name, &slot);
-        removed?;
-        // Its state's changelog, then its committed offsets: a crash before this leaves data of
-        // no deployment (harmless), never a deployment without its offsets or state.
+        cleaned
+    }
+
+    async fn remove_data(&self, name: &str, keys: &[String]) -> Result<(), ProcessorError> {
         match self
             .0
             .topics
@@ -441,8 +464,8 @@ impl Processors {
             Ok(()) | Err(TopicError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        for key in self.0.offsets.keys_with_prefix(&format!("processor/{name}/")) {
-            self.0.offsets.remove(&key).await?;
+        for key in keys {
+            self.0.offsets.remove(key).await?;
         }
         Ok(())
     }

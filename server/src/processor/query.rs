@@ -48,7 +48,8 @@ impl Processors {
     }
 
     /// Entries of `store` with `start <= key < end`, in key order over all partitions, at
-    /// most `limit`.
+    /// most `limit` and at most `bytes_max` bytes of keys and values (at least one entry);
+    /// and whether more may follow.
     pub fn state_scan(
         &self,
         name: &str,
@@ -56,16 +57,28 @@ impl Processors {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<Entry>, ProcessorError> {
+        bytes_max: usize,
+    ) -> Result<(Vec<Entry>, bool), ProcessorError> {
         let mut all = Vec::new();
         for (partition, task, handle) in self.stores_of(name, store)? {
+            // One task's lock at a time, for one page of it.
             let state = task.lock().unwrap_or_else(|e| e.into_inner());
-            for (key, value) in state.scan(handle, start, end, limit).unwrap_or_default() {
+            for (key, value) in state.scan(handle, start, end, limit + 1, bytes_max).unwrap_or_default() {
                 all.push(Entry { partition, key, value });
             }
         }
         all.sort_by(|a, b| a.key.cmp(&b.key));
-        all.truncate(limit);
-        Ok(all)
+        let mut bytes = 0usize;
+        let mut keep = 0;
+        for e in all.iter().take(limit) {
+            if keep > 0 && bytes + e.key.len() + e.value.len() > bytes_max {
+                break;
+            }
+            bytes += e.key.len() + e.value.len();
+            keep += 1;
+        }
+        let more = all.len() > keep;
+        all.truncate(keep);
+        Ok((all, more))
     }
 }

@@ -51,7 +51,19 @@ impl Processors {
         if let Some(r) = running.take() {
             r.halt().await;
         }
-        let result = self.move_offsets(name, &input, req).await;
+        // A failed task may have left a transaction open, which the moved bounds would hide.
+        let mut result = Ok(());
+        for partition in &input.partitions {
+            let key = task_key(name, partition.id);
+            if let Err(e) = super::txn::settle(&self.0.offsets, &self.0.topics, &key).await {
+                result = Err(e.into());
+                break;
+            }
+        }
+        let result = match result {
+            Ok(()) => self.move_offsets(name, &input, req).await,
+            Err(e) => Err(e),
+        };
         let result = match (result, req.state) {
             (Ok(()), true) => self.clear_state(name).await,
             (r, _) => r,
@@ -83,7 +95,7 @@ impl Processors {
             let key = task_key(name, partition.id);
             let commit = match offsets.get(&key) {
                 Some(mut c) => {
-                    // The tasks stopped cleanly: nothing of them is open, every bound is now.
+                    // Settled above: nothing of the tasks is open, every bound is now.
                     for part in &mut c.parts {
                         part.touched = false;
                         if let Ok(t) = self.0.topics.get(&part.topic)
@@ -92,10 +104,12 @@ impl Processors {
                             part.from = p.high_watermark();
                         }
                     }
+                    // Event time starts again with the records read from here.
                     TaskCommit {
                         kind: CommitKind::Checkpoint,
                         input_topic_id: input.id.clone(),
                         offset,
+                        watermark: None,
                         ..c
                     }
                 }

@@ -694,6 +694,9 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
         if let Err(e) = finished {
             tracing::warn!(processor = %ctx.name, partition = id, error = %e, "could not commit on stop; the next start goes on from the last commit");
         }
+    } else if let Err(e) = committer.txn.abandon(&ctx.topics).await {
+        // Left to the next start (or the broker's restart) to settle.
+        tracing::warn!(processor = %ctx.name, partition = id, error = %e, "cannot settle the failed task's open transaction yet");
     }
     if ctx.status.state().0 == State::Running && *ctx.paused.borrow() {
         ctx.status.set_state(State::Paused);

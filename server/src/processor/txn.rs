@@ -56,6 +56,9 @@ pub struct TaskTxn {
     targets: Vec<Target>,
     /// The last commit's step C, still running.
     markers: Option<JoinHandle<Result<(), TopicError>>>,
+    /// Set when a write was fenced: a newer epoch of this producer runs, and this one must
+    /// leave what is open to it.
+    fenced: bool,
 }
 
 /// What a task starts from.
@@ -98,6 +101,31 @@ pub async fn recover(
         partition.append_marker(producer, commit, Some(first)).await?;
     }
     Ok(Some(last))
+}
+
+/// Settles whatever the task at `key` left open, in this process (a task that failed in the
+/// middle of a commit) or on disk (a crash), as [`recover`] does with the producer's next
+/// epoch, which fences the old one: no partition's last stable offset waits on a task that is
+/// gone. Run when a task failed, and before its processor is reset or deleted. Refused while
+/// the offset store's partition has failed: whether the last decision reached the disk is then
+/// known only once a restart reads it back.
+pub async fn settle(store: &OffsetStore, topics: &Topics, key: &str) -> Result<(), TopicError> {
+    let decisions = store.partition();
+    if decisions.has_failed() {
+        return Err(TopicError::StorageFailed {
+            topic: store.topic().name.clone(),
+            partition: 0,
+            reason:
+                "a write to the offset store failed earlier; the outcome of the last commit is known after a restart"
+                    .into(),
+        });
+    }
+    let Some(last) = store.get(key) else { return Ok(()) };
+    let next = Producer {
+        id: last.producer_id,
+        epoch: last.producer_epoch.saturating_add(1),
+    };
+    recover(store, topics, key, next).await.map(|_| ())
 }
 
 impl TaskTxn {
@@ -152,6 +180,7 @@ impl TaskTxn {
             input_topic_id: input.id.clone(),
             targets,
             markers: None,
+            fenced: false,
         };
         txn.checkpoint(offset.unwrap_or(start_offset), watermark).await?;
         Ok(Resumed { txn, offset, watermark })
@@ -249,11 +278,22 @@ impl TaskTxn {
         let (data, staged) = tokio::join!(data, self.store.stage(&self.key, &record, self.producer));
         let failed = data.into_iter().find_map(Result::err).or(staged.err());
         if let Some(e) = failed {
-            self.abort(&touched).await;
+            self.fenced |= matches!(e, TopicError::Fenced { .. });
+            if !self.fenced {
+                self.abort(&touched).await;
+            }
             return Err(e);
         }
         // Step B: the decision.
-        self.store.partition().append_marker(self.producer, true, None).await?;
+        if let Err(e) = self.store.partition().append_marker(self.producer, true, None).await {
+            self.fenced |= matches!(e, TopicError::Fenced { .. });
+            // Only when no COMMIT marker can have reached the disk: else the decision may be
+            // down, and recovery after a restart finishes it.
+            if e.wrote_nothing() && !self.fenced {
+                self.abort(&touched).await;
+            }
+            return Err(e);
+        }
         self.store.committed(&self.key, record);
         // Step C, in the background.
         let producer = self.producer;
@@ -292,5 +332,15 @@ impl TaskTxn {
     /// Ends the task cleanly: its last markers, then a checkpoint.
     pub async fn finish(mut self, offset: u64, watermark: Option<i64>) -> Result<(), TopicError> {
         self.checkpoint(offset, watermark).await
+    }
+
+    /// Ends a task that failed: settles what it left open (see [`settle`]), unless a newer
+    /// epoch fenced it (that one owns what is open now).
+    pub async fn abandon(mut self, topics: &Topics) -> Result<(), TopicError> {
+        let _ = self.settle_markers().await;
+        if self.fenced {
+            return Ok(());
+        }
+        settle(&self.store, topics, &self.key).await
     }
 }

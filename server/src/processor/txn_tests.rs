@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::txn::{Target, TaskTxn, recover};
+use super::txn::{Target, TaskTxn, recover, settle};
 use crate::group::OffsetStore;
 use crate::group::offsets::task_key;
 use crate::log::batch::Producer;
@@ -47,6 +47,11 @@ fn rec(v: &str) -> NewRecord {
 /// A task that committed "a" and then began a second transaction ("b"), stopped after `steps`
 /// of it: 'A' (records and commit record appended), 'B' (the decision), 'C' (markers).
 async fn crash_during_second_commit(dir: &Path, steps: &str) {
+    drop(second_commit_cut_short(dir, steps).await);
+}
+
+/// [`crash_during_second_commit`] without the crash: the broker goes on.
+async fn second_commit_cut_short(dir: &Path, steps: &str) -> (Topics, OffsetStore) {
     let topics = open(dir);
     let store = OffsetStore::open(&topics).await.unwrap();
     let (input, out) = (topic(&topics, "in"), topic(&topics, "out"));
@@ -90,7 +95,9 @@ async fn crash_during_second_commit(dir: &Path, steps: &str) {
     if steps == "A" || steps == "AB" {
         assert_eq!(committed_values(&out).await, ["a"]);
     }
-    // The process dies here: no clean stop, nothing flushed but what the writers did.
+    // The process dies here (or the task failed): no clean stop, nothing flushed but what the
+    // writers did.
+    (topics, store)
 }
 
 /// Opens the data again and runs the recovery the broker runs before anything reads.
@@ -179,4 +186,32 @@ async fn the_next_start_fences_the_old_epoch_and_goes_on_from_the_committed_offs
         "{zombie:?}"
     );
     assert_eq!(committed_values(&out).await, ["a"]);
+}
+
+#[tokio::test]
+async fn a_task_that_failed_before_the_decision_is_settled_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (topics, store) = second_commit_cut_short(dir.path(), "A").await;
+    let out = topics.get("out").unwrap();
+    assert!(
+        out.partitions[0].stable_offset() < out.partitions[0].high_watermark(),
+        "open: readers of committed records wait"
+    );
+    let key = task_key("p", 0);
+    settle(&store, &topics, &key).await.unwrap();
+    assert_eq!(committed_values(&out).await, ["a"], "aborted");
+    for p in [&out.partitions[0], store.partition()] {
+        assert_eq!(p.stable_offset(), p.high_watermark(), "nothing holds readers back");
+    }
+    // Settling again changes nothing, and the task starts again from the last decided commit.
+    let hw = out.partitions[0].high_watermark();
+    settle(&store, &topics, &key).await.unwrap();
+    assert_eq!(out.partitions[0].high_watermark(), hw);
+    let input = topics.get("in").unwrap();
+    let targets = vec![Target {
+        topic: Arc::clone(&out),
+        partition: 0,
+    }];
+    let resumed = TaskTxn::start(&store, &topics, &key, &input, targets, 0).await.unwrap();
+    assert_eq!(resumed.offset, Some(1));
 }

@@ -72,6 +72,12 @@ impl Store {
 
     /// Entries with `start <= key < end` (no end: to the last), ascending, at most `limit`.
     pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Entries {
+        self.scan_bytes(start, end, limit, usize::MAX)
+    }
+
+    /// [`Self::scan`] that also stops once the entries hold `bytes_max` bytes of keys and
+    /// values (always at least one entry).
+    pub fn scan_bytes(&self, start: &[u8], end: Option<&[u8]>, limit: usize, bytes_max: usize) -> Entries {
         let upper = match end {
             Some(e) => Bound::Excluded(e),
             None => Bound::Unbounded,
@@ -79,11 +85,16 @@ impl Store {
         if end.is_some_and(|e| e <= start) {
             return Vec::new();
         }
-        self.map
-            .range::<[u8], _>((Bound::Included(start), upper))
-            .take(limit)
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect()
+        let mut bytes = 0usize;
+        let mut out = Vec::new();
+        for (k, v) in self.map.range::<[u8], _>((Bound::Included(start), upper)).take(limit) {
+            if !out.is_empty() && bytes + k.len() + v.len() > bytes_max {
+                break;
+            }
+            bytes += k.len() + v.len();
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        out
     }
 
     pub fn len(&self) -> u64 {

@@ -117,8 +117,9 @@ impl TaskState {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
+        bytes_max: usize,
     ) -> Result<super::store::Entries, StateError> {
-        Ok(self.stores[self.declared(store)?].scan(start, end, limit))
+        Ok(self.stores[self.declared(store)?].scan_bytes(start, end, limit, bytes_max))
     }
 
     /// Bytes of every store.

@@ -103,6 +103,26 @@ impl From<LogError> for TopicError {
 }
 
 impl TopicError {
+    /// Whether an append that answered this wrote nothing for certain (else what reached the
+    /// disk is known only once recovery reads it back).
+    pub fn wrote_nothing(&self) -> bool {
+        match self {
+            Self::InvalidName(_)
+            | Self::InvalidConfig(_)
+            | Self::Internal(_)
+            | Self::Exists(_)
+            | Self::NotFound(_)
+            | Self::Deleted(_)
+            | Self::Busy { .. }
+            | Self::PartitionNotFound { .. }
+            | Self::OffsetOutOfRange { .. }
+            | Self::DiskFull { .. }
+            | Self::Exhausted(_)
+            | Self::Fenced { .. } => true,
+            Self::StorageFailed { .. } | Self::Log(_) | Self::ShuttingDown => false,
+        }
+    }
+
     /// Whether the error is a full disk, directly or through the log.
     pub fn is_disk_full(&self) -> bool {
         match self {

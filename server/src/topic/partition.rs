@@ -142,6 +142,11 @@ impl Partition {
         self.failed.store(true, Ordering::SeqCst);
     }
 
+    /// Whether an fsync failed here (appends stop until a restart reads the log back).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
     pub(super) fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::SeqCst);
     }

@@ -29,6 +29,10 @@ impl p2::host::Host for GuestState {
     }
 }
 
+/// Most bytes of keys and values one `scan` answers (at least one entry): a scan copies out
+/// of the store, which may hold far more than a guest's memory.
+const SCAN_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Without state: what a state call answers.
 const NO_STATE: &str = "this processor has no state: declare stores in its deployment (\"stores\": [\"NAME\"])";
 
@@ -94,7 +98,7 @@ impl p2::state::Host for GuestState {
         end: Option<Vec<u8>>,
         limit: u32,
     ) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.reading(|s| s.scan(store, &start, end.as_deref(), limit as usize))
+        self.reading(|s| s.scan(store, &start, end.as_deref(), limit as usize, SCAN_BYTES_MAX))
     }
 }
 
