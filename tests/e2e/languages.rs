@@ -10,7 +10,7 @@ use crate::processors::{deploy, upload, wait_for_lag_zero, wait_for_records};
 use crate::wasm::example_project;
 
 /// `(key, value)` of records, in offset order.
-fn keyed(records: &[Value]) -> Vec<(String, String)> {
+pub fn keyed(records: &[Value]) -> Vec<(String, String)> {
     records
         .iter()
         .map(|r| {

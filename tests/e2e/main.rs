@@ -24,6 +24,7 @@ mod reliability;
 mod sse;
 mod state;
 mod state_api;
+mod stateful;
 mod topic_races;
 mod topics;
 mod wasm;

@@ -90,7 +90,10 @@ impl Processors {
                 ResetTo::Position(Position::Earliest) => start,
                 ResetTo::Position(Position::Latest) => end,
                 ResetTo::Offset(n) => n.clamp(start, end),
-                ResetTo::Time { timestamp } => partition.offset_for_timestamp(timestamp).await?.clamp(start, end),
+                ResetTo::Time { timestamp } => partition
+                    .first_offset_at_or_after(timestamp, Isolation::ReadCommitted)
+                    .await?
+                    .clamp(start, end),
             };
             let key = task_key(name, partition.id);
             let commit = match offsets.get(&key) {

@@ -297,6 +297,30 @@ impl Partition {
             .map_err(TopicError::from)
     }
 
+    /// The offset of the first record (in offset order) a reader with `isolation` sees whose
+    /// timestamp is at or after `timestamp_ms`, or the end when there is none: Kafka's
+    /// ListOffsets by time. Reads forward from the time index's lower bound.
+    pub async fn first_offset_at_or_after(
+        self: &Arc<Self>,
+        timestamp_ms: i64,
+        isolation: Isolation,
+    ) -> Result<u64, TopicError> {
+        const CHUNK_BYTES: usize = 1 << 20;
+        let mut from = self.offset_for_timestamp(timestamp_ms).await?;
+        loop {
+            let chunk = self.read(from, CHUNK_BYTES, isolation).await?;
+            let mut visible = chunk.visible();
+            if let Some(r) = visible.by_ref().find(|r| r.timestamp >= timestamp_ms) {
+                return Ok(r.offset);
+            }
+            let next = visible.next_offset();
+            if chunk.bytes.is_empty() || chunk.reached_limit(next) || next <= from {
+                return Ok(chunk.limit);
+            }
+            from = next;
+        }
+    }
+
     /// The end a reader with `isolation` reads to: the last stable offset or the high watermark.
     pub fn end(&self, isolation: Isolation) -> u64 {
         match isolation {
