@@ -52,10 +52,15 @@ pub fn process_with(
             record: Some(index),
         })?;
         let mark = out.writer().mark();
+        #[cfg(not(all(target_arch = "wasm32", feature = "bindings")))]
+        let saved = crate::testing::native::save();
         out.set_input(index);
         if let Err(e) = f(&record, &mut out) {
             out.writer().rollback(mark);
             out.writer().fail(index, e.message());
+            // In a component the broker undoes the failing record's state writes.
+            #[cfg(not(all(target_arch = "wasm32", feature = "bindings")))]
+            crate::testing::native::restore(saved);
         }
     }
     Ok(out.finish())

@@ -1,6 +1,7 @@
 //! Keyed state: the stores a deployment declares (`"stores": ["counts"]`), kept by the broker
 //! per input partition. Writes become durable together with the outputs of the records that
-//! made them (exactly once); a record that fails loses its writes too.
+//! made them (exactly once); a record that fails loses its writes too (also in a native
+//! `cargo test`, where the harness undoes them the same way).
 //!
 //! ```
 //! use weir_sdk::state::Store;

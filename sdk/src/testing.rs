@@ -22,7 +22,7 @@ pub mod native {
 
     use crate::time::Domain;
 
-    #[derive(Default)]
+    #[derive(Default, Clone)]
     pub struct NativeState {
         names: Vec<String>,
         stores: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
@@ -59,6 +59,16 @@ pub mod native {
 
     pub fn with<T>(f: impl FnOnce(&mut NativeState) -> T) -> T {
         STATE.with(|s| f(&mut s.borrow_mut()))
+    }
+
+    /// The state as it is, to put back with [`restore`] (a failing record's writes undone, as
+    /// the broker undoes them).
+    pub fn save() -> NativeState {
+        with(|s| s.clone())
+    }
+
+    pub fn restore(saved: NativeState) {
+        with(|s| *s = saved);
     }
 }
 
@@ -319,5 +329,47 @@ pub fn run_fn(
     match outcome.failed.first() {
         Some((i, m)) => Err(format!("record {i}: {m}")),
         None => Ok(outcome.emitted),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Store;
+    use crate::{Config, Emitter, Error, Processor, Record};
+
+    /// Writes the record's value as a key, then fails on `bad`.
+    struct WritesThenFails(Store);
+
+    impl Processor for WritesThenFails {
+        fn init(_: &Config) -> Result<Self, String> {
+            Ok(Self(Store::open("s").map_err(|e| e.message().to_owned())?))
+        }
+
+        fn process(&mut self, r: &Record<'_>, _: &mut Emitter) -> Result<(), Error> {
+            self.0.set(r.value, b"written")?;
+            if r.value == b"bad" {
+                return Err(Error::new("bad"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_records_state_writes_are_undone_as_the_broker_does() {
+        reset_state();
+        let o = run_batch::<WritesThenFails>(
+            &[],
+            &[TestRecord::value("a"), TestRecord::value("bad"), TestRecord::value("b")],
+        )
+        .unwrap();
+        assert_eq!(o.failed.len(), 1);
+        assert_eq!(
+            stored_all("s"),
+            [
+                (b"a".to_vec(), b"written".to_vec()),
+                (b"b".to_vec(), b"written".to_vec())
+            ]
+        );
     }
 }

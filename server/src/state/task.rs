@@ -8,12 +8,14 @@
 //! changelog is the current value of every key touched since the last commit: one record per
 //! key, however often it changed (Kafka Streams' record cache does the same).
 
-use std::collections::HashSet;
-
 use super::TIMERS_STORE;
 use super::limits::StateLimits;
-use super::store::Store;
+use super::store::{Replaced, Store};
 use super::timers::{self, Domain, Fired};
+
+fn size(key: &[u8], value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
 
 /// Why a state call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,8 +45,14 @@ pub struct Change {
     pub value: Option<Vec<u8>>,
 }
 
-/// A write to undo: the store, the key, and the value it had (`None`: none).
-type Undo = (u16, Box<[u8]>, Option<Box<[u8]>>);
+/// A write to undo: the store, where its key is in [`TaskState::undo_keys`], and the value
+/// it had (`None`: none).
+#[derive(Debug)]
+struct Undo {
+    store: u16,
+    key_at: usize,
+    old: Option<Box<[u8]>>,
+}
 
 /// The state of one task.
 #[derive(Debug)]
@@ -52,10 +60,15 @@ pub struct TaskState {
     /// The declared stores, in the deployment's order, then the timers.
     stores: Vec<Store>,
     limits: StateLimits,
-    /// Keys written since the last commit.
-    touched: HashSet<(u16, Box<[u8]>)>,
+    /// Keys written since the last commit, each listed when it became changed (a key deleted
+    /// and written again may be listed twice; the commit writes it once).
+    touched: Vec<(u16, Box<[u8]>)>,
     /// Values the current batch's writes replaced, in write order.
     undo: Vec<Undo>,
+    /// The keys of `undo`, end to end (one buffer, not an allocation per write).
+    undo_keys: Vec<u8>,
+    /// Bytes of every store.
+    bytes: u64,
     /// The largest record timestamp processed (ms).
     pub watermark: Option<i64>,
 }
@@ -67,8 +80,10 @@ impl TaskState {
         Self {
             stores: all,
             limits,
-            touched: HashSet::new(),
+            touched: Vec::new(),
             undo: Vec::new(),
+            undo_keys: Vec::new(),
+            bytes: 0,
             watermark: None,
         }
     }
@@ -124,10 +139,17 @@ impl TaskState {
 
     /// Bytes of every store.
     pub fn bytes(&self) -> u64 {
-        self.stores.iter().map(Store::bytes).sum()
+        self.bytes
     }
 
-    fn write(&mut self, store: u16, key: &[u8], value: Option<Box<[u8]>>) -> Result<(), StateError> {
+    /// Writes `key` of `store` to what `next` makes of its current value, within the limits,
+    /// keeping what it replaced for an undo and listing the key for the changelog.
+    fn write(
+        &mut self,
+        store: u16,
+        key: &[u8],
+        next: impl FnOnce(Option<&[u8]>) -> Result<Box<[u8]>, StateError>,
+    ) -> Result<(), StateError> {
         let l = self.limits;
         if key.len() > l.key_bytes_max {
             return Err(StateError::Refused(format!(
@@ -136,8 +158,14 @@ impl TaskState {
                 l.key_bytes_max
             )));
         }
-        let s = &self.stores[store as usize];
-        if let Some(v) = &value {
+        let total = self.bytes;
+        let s = &mut self.stores[store as usize];
+        // Only a full store needs to know whether the key is new before the write.
+        let full = s.len() >= l.keys_max && s.get(key).is_none();
+        let name = full.then(|| s.name.clone());
+        let before = s.bytes();
+        let replaced = s.update(key, |old| {
+            let v = next(old)?;
             if v.len() > l.value_bytes_max {
                 return Err(StateError::Refused(format!(
                     "a value of {} bytes is over state_limits.value_bytes_max ({})",
@@ -145,63 +173,78 @@ impl TaskState {
                     l.value_bytes_max
                 )));
             }
-            let old = s.get(key);
-            if old.is_none() && s.len() >= l.keys_max {
+            if let Some(name) = name {
                 return Err(StateError::Refused(format!(
-                    "store '{}' holds state_limits.keys_max keys ({}); delete some first",
-                    s.name, l.keys_max
+                    "store '{name}' holds state_limits.keys_max keys ({}); delete some first",
+                    l.keys_max
                 )));
             }
             let grows = (key.len() + v.len()) as u64;
             let frees = old.map_or(0, |o| (key.len() + o.len()) as u64);
-            let total = self.bytes() - frees + grows;
-            if grows > frees && total > l.bytes_max {
+            let after = total - frees + grows;
+            if grows > frees && after > l.bytes_max {
                 return Err(StateError::Refused(format!(
-                    "the task's state would hold {total} bytes, over state_limits.bytes_max ({})",
+                    "the task's state would hold {after} bytes, over state_limits.bytes_max ({})",
                     l.bytes_max
                 )));
             }
-        }
-        let s = &mut self.stores[store as usize];
-        let old = match value {
-            Some(v) => s.put(key, v),
-            None => s.remove(key),
-        };
-        self.undo.push((store, key.into(), old));
-        if !self.touched.contains(&(store, Box::from(key))) {
-            self.touched.insert((store, key.into()));
-        }
+            Ok(v)
+        })?;
+        self.bytes = self.bytes - before + s.bytes();
+        self.wrote(store, key, replaced);
         Ok(())
+    }
+
+    /// Keeps what a write replaced for an undo, and lists a newly changed key.
+    fn wrote(&mut self, store: u16, key: &[u8], replaced: Replaced) {
+        self.undo.push(Undo {
+            store,
+            key_at: self.undo_keys.len(),
+            old: replaced.old,
+        });
+        self.undo_keys.extend_from_slice(key);
+        if replaced.newly_dirty {
+            self.touched.push((store, key.into()));
+        }
+    }
+
+    /// Deletes `key` of `store` (nothing when it is absent).
+    fn remove(&mut self, store: u16, key: &[u8]) {
+        let s = &mut self.stores[store as usize];
+        if let Some(replaced) = s.delete(key) {
+            self.bytes -= size(key, replaced.old.as_deref().unwrap_or_default());
+            self.wrote(store, key, replaced);
+        }
     }
 
     pub fn set(&mut self, store: u32, key: &[u8], value: &[u8]) -> Result<(), StateError> {
         let i = self.declared(store)? as u16;
-        self.write(i, key, Some(value.into()))
+        self.write(i, key, |_| Ok(value.into()))
     }
 
     pub fn delete(&mut self, store: u32, key: &[u8]) -> Result<(), StateError> {
         let i = self.declared(store)? as u16;
-        if self.stores[i as usize].get(key).is_none() {
-            return Ok(());
-        }
-        self.write(i, key, None)
+        self.remove(i, key);
+        Ok(())
     }
 
     /// Adds `delta` to the decimal integer at `key` (absent: 0).
     pub fn increment(&mut self, store: u32, key: &[u8], delta: i64) -> Result<i64, StateError> {
-        let i = self.declared(store)?;
-        let current = match self.stores[i].get(key) {
-            None => 0,
-            Some(v) => std::str::from_utf8(v)
-                .ok()
-                .and_then(|t| t.parse::<i64>().ok())
-                .ok_or_else(|| StateError::Refused("increment: the value there is not a decimal integer".into()))?,
-        };
-        let next = current
-            .checked_add(delta)
-            .ok_or_else(|| StateError::Refused(format!("increment: {current} + {delta} overflows a 64-bit integer")))?;
-        let mut buf = itoa::Buffer::new();
-        self.write(i as u16, key, Some(buf.format(next).as_bytes().into()))?;
+        let i = self.declared(store)? as u16;
+        let mut next = 0;
+        self.write(i, key, |old| {
+            let current = match old {
+                None => 0,
+                Some(v) => std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .ok_or_else(|| StateError::Refused("increment: the value there is not a decimal integer".into()))?,
+            };
+            next = current.checked_add(delta).ok_or_else(|| {
+                StateError::Refused(format!("increment: {current} + {delta} overflows a 64-bit integer"))
+            })?;
+            Ok(itoa::Buffer::new().format(next).as_bytes().into())
+        })?;
         Ok(next)
     }
 
@@ -212,16 +255,13 @@ impl TaskState {
         if self.stores[t as usize].get(&k).is_some() {
             return Ok(());
         }
-        self.write(t, &k, Some(Box::default()))
+        self.write(t, &k, |_| Ok(Box::default()))
     }
 
     pub fn cancel_timer(&mut self, key: &[u8], at: i64, domain: Domain) {
         let k = timers::encode(domain, at, key);
         let t = self.timers_index();
-        if self.stores[t as usize].get(&k).is_some() {
-            // Removing never hits a limit.
-            let _ = self.write(t, &k, None);
-        }
+        self.remove(t, &k);
     }
 
     /// Takes up to `max` timers that are due (event time at or before the watermark,
@@ -243,7 +283,7 @@ impl TaskState {
             }
         }
         for (k, _) in &due {
-            let _ = self.write(t as u16, k, None);
+            self.remove(t as u16, k);
         }
         due.into_iter().map(|(_, f)| f).collect()
     }
@@ -272,6 +312,7 @@ impl TaskState {
     /// Keeps the current batch's writes.
     pub fn end_batch(&mut self) {
         self.undo.clear();
+        self.undo_keys.clear();
     }
 
     /// Undoes everything the current batch wrote (it was dropped half-way).
@@ -292,37 +333,34 @@ impl TaskState {
     /// Undoes the current batch's writes since `mark`, newest first.
     pub fn rollback_to(&mut self, mark: usize) {
         while self.undo.len() > mark {
-            let Some((store, key, old)) = self.undo.pop() else {
+            let Some(u) = self.undo.pop() else {
                 break;
             };
-            let s = &mut self.stores[store as usize];
-            match old {
-                Some(v) => {
-                    s.put(&key, v);
-                }
-                None => {
-                    s.remove(&key);
-                }
+            let s = &mut self.stores[u.store as usize];
+            let before = s.bytes();
+            let key = &self.undo_keys[u.key_at..];
+            if s.put_back(key, u.old) {
+                self.touched.push((u.store, key.into()));
             }
+            self.bytes = self.bytes - before + s.bytes();
+            self.undo_keys.truncate(u.key_at);
         }
     }
 
     /// The current value of every key written since the last call to this: the changelog's
     /// next records. Call between guest calls only.
     pub fn take_changes(&mut self) -> Vec<Change> {
-        let mut changes: Vec<Change> = self
-            .touched
-            .drain()
-            .map(|(store, key)| {
-                let s = &self.stores[store as usize];
-                Change {
+        let mut changes = Vec::with_capacity(self.touched.len());
+        for (store, key) in std::mem::take(&mut self.touched) {
+            let s = &mut self.stores[store as usize];
+            if let Some(value) = s.take_change(&key).map(|v| v.map(<[u8]>::to_vec)) {
+                changes.push(Change {
                     store: s.name.clone(),
-                    value: s.get(&key).map(<[u8]>::to_vec),
+                    value,
                     key: key.into_vec(),
-                }
-            })
-            .collect();
-        changes.sort_by(|a, b| (&a.store, &a.key).cmp(&(&b.store, &b.key)));
+                });
+            }
+        }
         changes
     }
 
@@ -334,18 +372,14 @@ impl TaskState {
     /// Applies a change read back from the changelog or a snapshot (no limits, no undo).
     pub fn restore(&mut self, store: u16, key: &[u8], value: Option<&[u8]>) {
         let s = &mut self.stores[store as usize];
-        match value {
-            Some(v) => {
-                s.put(key, v.into());
-            }
-            None => {
-                s.remove(key);
-            }
-        }
+        let before = s.bytes();
+        s.restore(key, value);
+        self.bytes = self.bytes - before + s.bytes();
     }
 
     /// Replaces a whole store (from a snapshot).
     pub fn replace_store(&mut self, store: u16, with: Store) {
+        self.bytes = self.bytes - self.stores[store as usize].bytes() + with.bytes();
         self.stores[store as usize] = with;
     }
 
@@ -373,6 +407,8 @@ impl TaskState {
         }
         self.touched.clear();
         self.undo.clear();
+        self.undo_keys.clear();
+        self.bytes = 0;
     }
 }
 
@@ -477,5 +513,82 @@ mod tests {
         assert_eq!(s.take_due_timers(1_000, 10)[0].domain, Domain::ProcessingTime);
         assert!(s.take_due_timers(i64::MAX, 10).is_empty());
         assert_eq!(s.next_processing_timer(), None);
+    }
+
+    /// One step of [`the_changelog_always_replays_to_the_state`].
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u8, u8),
+        Delete(u8),
+        Increment(u8),
+        Mark,
+        Rollback,
+        EndBatch,
+        Commit,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..6, any::<u8>()).prop_map(|(k, v)| Op::Set(k, v)),
+            (0u8..6).prop_map(Op::Delete),
+            (0u8..6).prop_map(Op::Increment),
+            Just(Op::Mark),
+            Just(Op::Rollback),
+            Just(Op::EndBatch),
+            Just(Op::Commit),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the writes, undos and commits, the changelog (every commit's changes,
+        /// applied in order) holds exactly the state, and the byte count is exact.
+        #[test]
+        fn the_changelog_always_replays_to_the_state(ops in proptest::collection::vec(op(), 0..200)) {
+            let mut s = TaskState::new(&["a".into()], StateLimits::default());
+            let a = s.open("a").unwrap();
+            let mut changelog = std::collections::BTreeMap::new();
+            let mut marks = vec![0];
+            s.begin_batch();
+            for op in ops {
+                match op {
+                    Op::Set(k, v) => s.set(a, &[k], v.to_string().as_bytes()).unwrap(),
+                    Op::Delete(k) => s.delete(a, &[k]).unwrap(),
+                    Op::Increment(k) => {
+                        let _ = s.increment(a, &[k], 1);
+                    }
+                    Op::Mark => marks.push(s.mark()),
+                    Op::Rollback => {
+                        let m = marks.pop().unwrap_or(0).min(s.mark());
+                        s.rollback_to(m);
+                    }
+                    Op::EndBatch => {
+                        s.end_batch();
+                        marks = vec![0];
+                        s.begin_batch();
+                    }
+                    Op::Commit => {
+                        for c in s.take_changes() {
+                            match c.value {
+                                Some(v) => changelog.insert(c.key, v),
+                                None => changelog.remove(&c.key),
+                            };
+                        }
+                    }
+                }
+                marks.retain(|&m| m <= s.mark());
+            }
+            for c in s.take_changes() {
+                match c.value {
+                    Some(v) => changelog.insert(c.key, v),
+                    None => changelog.remove(&c.key),
+                };
+            }
+            let now: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+                s.stores()[0].iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            proptest::prop_assert_eq!(&changelog, &now);
+            let bytes: u64 = now.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            proptest::prop_assert_eq!(s.bytes(), bytes);
+        }
     }
 }
