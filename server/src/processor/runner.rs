@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::appender::Appender;
 use super::deliver::{Counts, Delivery};
 use super::files;
 use super::spec::{Guarantee, ProcessorSpec, Start};
@@ -27,7 +28,7 @@ use crate::group::OffsetStore;
 use crate::group::offsets::task_key;
 use crate::log::NewRecord;
 use crate::state::{TaskState, changelog, snapshot};
-use crate::topic::{AppendMode, Isolation, Partition, Topic, TopicError, Topics};
+use crate::topic::{Isolation, Partition, Topic, TopicError, Topics};
 use crate::wasm::{CompiledModule, Guest, TaskRef, WasmRuntime};
 
 /// Bytes of log read per batch (at most `batch_records_max` records of it are used).
@@ -195,6 +196,8 @@ impl Pending {
 /// checkpoints (`at_least_once`).
 struct Committer {
     txn: TaskTxn,
+    /// `at_least_once`: the outputs' appends, in the background.
+    appender: Option<Appender>,
     pending: Pending,
     committed: u64,
     last_checkpoint: Instant,
@@ -310,12 +313,7 @@ impl Committer {
         self.pending.add(ctx, d);
         let (writes, counts, last_error) = self.pending.take(ctx);
         self.pending.dirty = true;
-        let appends = writes
-            .into_iter()
-            .map(|(topic, groups)| async move { topic.append_to(groups, AppendMode::Plain).await });
-        for r in futures::future::join_all(appends).await {
-            r.map_err(|e| format!("could not write output: {e}"))?;
-        }
+        self.appender.get_or_insert_with(Appender::start).send(writes).await?;
         counts.apply(&ctx.status);
         if let Some(e) = last_error {
             ctx.status.set_error(e, false);
@@ -329,6 +327,10 @@ impl Committer {
         if !self.pending.dirty || !(now || self.last_checkpoint.elapsed() >= interval) {
             return Ok(());
         }
+        // The offset covers only outputs on disk.
+        if let Some(a) = &mut self.appender {
+            a.flushed().await?;
+        }
         let (offset, watermark) = (self.pending.offset, self.pending.watermark);
         let failed = |e: TopicError| format!("cannot commit the offset: {e}");
         match self.changelog_writes(ctx) {
@@ -339,7 +341,10 @@ impl Committer {
                     .commit(vec![changes], offset, watermark)
                     .await
                     .map_err(failed)?;
-                self.txn.settle_markers().await.map_err(failed)?;
+                // Markers follow in the background, as under exactly_once.
+                if now {
+                    self.txn.settle_markers().await.map_err(failed)?;
+                }
                 self.since_snapshot += n;
             }
             None => self.txn.checkpoint(offset, watermark).await.map_err(failed)?,
@@ -437,6 +442,7 @@ async fn start_task(ctx: &Ctx, partition: &Partition) -> Result<(Committer, u64)
     let next = resumed.offset.unwrap_or(start);
     let committer = Committer {
         txn: resumed.txn,
+        appender: None,
         pending: Pending::new(ctx, next, resumed.watermark),
         committed: next,
         last_checkpoint: Instant::now(),
