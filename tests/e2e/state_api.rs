@@ -74,7 +74,22 @@ async fn run_script(lang: &str) {
     );
     // The state as the processor left it, over HTTP: the failed record's write undone, the
     // refused value absent.
-    caught_up(api, "api").await;
+    let view = caught_up(api, "api").await;
+    // Counted per refused call: the failed batch call and its record-by-record replay.
+    let refused = view["stores"][0]["refused"].as_u64().unwrap();
+    assert!((1..=2).contains(&refused), "{lang}: the refusal is counted: {view}");
+    // And logged: the last lines come first on the processor's log stream.
+    let mut logs = crate::harness::SseStream::open(api, "/v1/processors/api/logs", None).await;
+    let want = "state call refused: a value of 200 bytes is over state_limits.value_bytes_max (100)";
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m == want) {
+        let ev = logs.next(std::time::Duration::from_secs(10)).await;
+        let ev = ev.unwrap_or_else(|| panic!("{lang}: the refusal is logged: {seen:?}"));
+        if ev.event == "log" {
+            let line: Value = serde_json::from_str(&ev.data).unwrap();
+            seen.push(line["message"].as_str().unwrap().to_owned());
+        }
+    }
     let (status, page) = api.get("/v1/processors/api/state/s").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let entries: Vec<(&str, &str)> = page["entries"]

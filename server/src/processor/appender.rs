@@ -19,6 +19,7 @@ const QUEUE: usize = 8;
 /// The background appender of one task.
 pub struct Appender {
     tx: mpsc::Sender<(u64, Vec<TopicWrites>)>,
+    task: tokio::task::JoinHandle<()>,
     /// The last send appended, or why appending stopped.
     done: watch::Receiver<Result<u64, String>>,
     sent: u64,
@@ -28,7 +29,7 @@ impl Appender {
     pub fn start() -> Self {
         let (tx, mut rx) = mpsc::channel::<(u64, Vec<TopicWrites>)>(QUEUE);
         let (report, done) = watch::channel(Ok(0));
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while let Some((mut seq, writes)) = rx.recv().await {
                 let mut merged = Merged::default();
                 merged.add(writes);
@@ -43,7 +44,20 @@ impl Appender {
                 let _ = report.send(Ok(seq));
             }
         });
-        Self { tx, done, sent: 0 }
+        Self {
+            tx,
+            task,
+            done,
+            sent: 0,
+        }
+    }
+
+    /// Stops appending what is queued and waits until the appender is gone (an append under
+    /// way may still complete): what it dropped was never checkpointed, so the input it came
+    /// from is processed again.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 
     /// Queues `writes` (waiting while the queue is full). `Err`: an earlier append failed, which

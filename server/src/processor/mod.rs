@@ -125,6 +125,10 @@ pub struct StoreView {
     pub name: String,
     pub keys: u64,
     pub bytes: u64,
+    /// State calls the store refused to the guest (a state limit, or an increment of a value
+    /// that is not an integer), since the processor started; a batch call that ran again
+    /// record by record counts its refusals again.
+    pub refused: u64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -363,6 +367,7 @@ impl Processors {
                 name: name.clone(),
                 keys: 0,
                 bytes: 0,
+                refused: 0,
             })
             .collect();
         for g in &d.gauges {
@@ -371,6 +376,7 @@ impl Processors {
                 for (view, f) in stores.iter_mut().zip(figures) {
                     view.keys += f.keys;
                     view.bytes += f.bytes;
+                    view.refused += f.refused;
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! a key, or a range in key order over every partition's task, merged.
 
 use super::{ProcessorError, Processors};
+use crate::state::Entries;
 
 /// One entry of a store, with the input partition whose task holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,26 +60,99 @@ impl Processors {
         limit: usize,
         bytes_max: usize,
     ) -> Result<(Vec<Entry>, bool), ProcessorError> {
-        let mut all = Vec::new();
-        for (partition, task, handle) in self.stores_of(name, store)? {
+        let tasks = self.stores_of(name, store)?;
+        // One budget shared by the tasks, so a page copies at most about `bytes_max`.
+        let per_task = (bytes_max / tasks.len().max(1)).max(1);
+        let mut scans = Vec::with_capacity(tasks.len());
+        for (partition, task, handle) in tasks {
             // One task's lock at a time, for one page of it.
             let state = task.lock().unwrap_or_else(|e| e.into_inner());
-            for (key, value) in state.scan(handle, start, end, limit + 1, bytes_max).unwrap_or_default() {
-                all.push(Entry { partition, key, value });
-            }
+            let (entries, cut) = state.scan(handle, start, end, limit, per_task).unwrap_or_default();
+            drop(state);
+            scans.push((partition, entries, cut));
         }
-        all.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut bytes = 0usize;
-        let mut keep = 0;
-        for e in all.iter().take(limit) {
-            if keep > 0 && bytes + e.key.len() + e.value.len() > bytes_max {
-                break;
-            }
-            bytes += e.key.len() + e.value.len();
-            keep += 1;
+        Ok(merge_page(scans, limit, bytes_max))
+    }
+}
+
+/// One page over the tasks' scans (each its partition, entries in key order, and whether it
+/// stopped with entries left): in key order, at most `limit` entries and `bytes_max` bytes
+/// (at least one), and whether more may follow. A scan that stopped short has none of its
+/// entries past its last key here, so the page ends at the smallest such key: the next page,
+/// after it, misses nothing.
+fn merge_page(scans: Vec<(u32, Entries, bool)>, limit: usize, bytes_max: usize) -> (Vec<Entry>, bool) {
+    let horizon: Option<Vec<u8>> = scans
+        .iter()
+        .filter(|(_, _, cut)| *cut)
+        .filter_map(|(_, entries, _)| entries.last().map(|(k, _)| k.clone()))
+        .min();
+    let mut all: Vec<Entry> = scans
+        .into_iter()
+        .flat_map(|(partition, entries, _)| {
+            entries
+                .into_iter()
+                .map(move |(key, value)| Entry { partition, key, value })
+        })
+        .collect();
+    all.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut more = false;
+    if let Some(h) = &horizon {
+        more = true;
+        all.retain(|e| e.key <= *h);
+    }
+    let mut bytes = 0usize;
+    let mut keep = 0;
+    for e in all.iter().take(limit) {
+        if keep > 0 && bytes + e.key.len() + e.value.len() > bytes_max {
+            break;
         }
-        let more = all.len() > keep;
-        all.truncate(keep);
-        Ok((all, more))
+        bytes += e.key.len() + e.value.len();
+        keep += 1;
+    }
+    more |= all.len() > keep;
+    all.truncate(keep);
+    (all, more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(keys: &[&str]) -> Entries {
+        keys.iter().map(|k| (k.as_bytes().to_vec(), b"v".to_vec())).collect()
+    }
+
+    fn keys(page: &[Entry]) -> Vec<String> {
+        page.iter().map(|e| String::from_utf8(e.key.clone()).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_page_ends_where_a_cut_scan_stopped_so_the_next_misses_nothing() {
+        // Partition 0 stopped at "m" (its byte share); 1 gave everything up to "p".
+        let (page, more) = merge_page(
+            vec![
+                (0, entries(&["a", "m"]), true),
+                (1, entries(&["b", "n", "o", "p"]), false),
+            ],
+            10,
+            usize::MAX,
+        );
+        assert_eq!(keys(&page), ["a", "b", "m"]);
+        assert!(more, "n1 of partition 0 may lie between m and n");
+        // A single scan cut by bytes says more, too.
+        let (page, more) = merge_page(vec![(0, entries(&["m"]), true)], 10, usize::MAX);
+        assert_eq!((keys(&page), more), (vec!["m".to_owned()], true));
+        // Nothing cut: the limit decides.
+        let (page, more) = merge_page(
+            vec![(0, entries(&["a", "c"]), false), (1, entries(&["b"]), false)],
+            2,
+            usize::MAX,
+        );
+        assert_eq!((keys(&page), more), (vec!["a".to_owned(), "b".to_owned()], true));
+        let (page, more) = merge_page(vec![(0, entries(&["a"]), false)], 2, usize::MAX);
+        assert_eq!((keys(&page), more), (vec!["a".to_owned()], false));
+        // And the page's bytes: at least one entry.
+        let (page, more) = merge_page(vec![(0, entries(&["aa", "bb"]), false)], 10, 1);
+        assert_eq!((keys(&page), more), (vec!["aa".to_owned()], true));
     }
 }

@@ -85,7 +85,8 @@ impl Processors {
         let offsets = &self.0.offsets;
         for partition in &input.partitions {
             let (start, _) = partition.bounds();
-            let end = partition.end(Isolation::ReadCommitted);
+            // Retention may have moved the start past a stable offset not yet refreshed.
+            let end = partition.end(Isolation::ReadCommitted).max(start);
             let offset = match req.to {
                 ResetTo::Position(Position::Earliest) => start,
                 ResetTo::Position(Position::Latest) => end,

@@ -682,6 +682,10 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
         }
     }
     drop(guest);
+    if !clean && let Some(a) = committer.appender.take() {
+        // Nothing of this task is appended once it has ended (a new one may start at once).
+        a.stop().await;
+    }
     if clean {
         // What was processed to the end goes in; then a checkpoint, so the next start finds
         // nothing open and scans nothing.

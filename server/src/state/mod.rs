@@ -14,7 +14,7 @@ mod task;
 pub mod timers;
 
 pub use limits::StateLimits;
-pub use store::Store;
+pub use store::{Entries, Store};
 pub use task::{StateError, StoreFigures, TaskState};
 
 /// Most stores a deployment may declare.

@@ -35,6 +35,8 @@ pub struct StoreFigures {
     pub name: String,
     pub keys: u64,
     pub bytes: u64,
+    /// Writes refused for a limit.
+    pub refused: u64,
 }
 
 /// One change for the changelog: a store's key and its value now (`None`: deleted).
@@ -133,7 +135,7 @@ impl TaskState {
         end: Option<&[u8]>,
         limit: usize,
         bytes_max: usize,
-    ) -> Result<super::store::Entries, StateError> {
+    ) -> Result<(super::store::Entries, bool), StateError> {
         Ok(self.stores[self.declared(store)?].scan_bytes(start, end, limit, bytes_max))
     }
 
@@ -145,6 +147,19 @@ impl TaskState {
     /// Writes `key` of `store` to what `next` makes of its current value, within the limits,
     /// keeping what it replaced for an undo and listing the key for the changelog.
     fn write(
+        &mut self,
+        store: u16,
+        key: &[u8],
+        next: impl FnOnce(Option<&[u8]>) -> Result<Box<[u8]>, StateError>,
+    ) -> Result<(), StateError> {
+        let written = self.write_within_limits(store, key, next);
+        if written.is_err() {
+            self.stores[store as usize].refused += 1;
+        }
+        written
+    }
+
+    fn write_within_limits(
         &mut self,
         store: u16,
         key: &[u8],
@@ -396,6 +411,7 @@ impl TaskState {
                 name: s.name.clone(),
                 keys: s.len(),
                 bytes: s.bytes(),
+                refused: s.refused,
             })
             .collect()
     }
@@ -493,6 +509,7 @@ mod tests {
         assert!(s.increment(a, b"k1", 1).is_err());
         s.set(a, b"k2", i64::MAX.to_string().as_bytes()).unwrap_err();
         assert_eq!(s.figures()[0].keys, 2);
+        assert_eq!(s.figures()[0].refused, 5, "each refused write counted");
     }
 
     #[test]

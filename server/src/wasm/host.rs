@@ -49,7 +49,12 @@ impl GuestState {
         let mut state = task.lock().unwrap_or_else(|e| e.into_inner());
         match f(&mut state) {
             Ok(v) => Ok(Ok(v)),
-            Err(StateError::Refused(m)) => Ok(Err(m)),
+            Err(StateError::Refused(m)) => {
+                drop(state);
+                // In the processor's log (a bounded ring), whether or not the guest handles it.
+                (self.log)(Level::Warn, &format!("state call refused: {m}"));
+                Ok(Err(m))
+            }
             Err(e @ StateError::UnknownStore(_)) => Err(wasmtime::Error::msg(e.to_string())),
         }
     }
@@ -98,7 +103,7 @@ impl p2::state::Host for GuestState {
         end: Option<Vec<u8>>,
         limit: u32,
     ) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.reading(|s| s.scan(store, &start, end.as_deref(), limit as usize, SCAN_BYTES_MAX))
+        self.reading(|s| Ok(s.scan(store, &start, end.as_deref(), limit as usize, SCAN_BYTES_MAX)?.0))
     }
 }
 
