@@ -326,3 +326,36 @@ async fn state_pages_through_every_key_in_order_with_prefix_and_binary_keys() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reset_cut_short_by_a_crash_is_finished_before_the_processor_runs_again() {
+    let mut env = Env::start();
+    wordcount(&env.api).await;
+    env.api
+        .produce("words", words_at(&["apple", "pear", "apple"], 1_000))
+        .await;
+    assert_eq!(counts_from(&env.api, 0, 3).await, ["apple=1", "pear=1", "apple=2"]);
+    caught_up(&env.api, "wc").await;
+    let (_, topic) = env.api.get("/v1/topics/words").await;
+    // What a reset writes down before it changes anything, as a kill -9 right after leaves it.
+    env.server.kill();
+    let intent = json!({"input_topic_id": topic["id"], "offsets": [0], "state": true});
+    let path = env.server.data_dir.join("processors/wc/reset.json");
+    std::fs::write(&path, intent.to_string()).unwrap();
+    env.server.restart();
+    env.api = env.server.client();
+    // Both halves happened: the input is read again from 0 onto empty counts.
+    assert_eq!(counts_from(&env.api, 3, 3).await, ["apple=1", "pear=1", "apple=2"]);
+    assert!(!path.exists(), "the finished reset is forgotten");
+    caught_up(&env.api, "wc").await;
+    let (_, apple) = env.api.get("/v1/processors/wc/state/counts?key=apple").await;
+    assert_eq!(apple["value"], "2");
+    // A written-down reset that cannot be read fails the start with a reason, and runs nothing.
+    env.server.stop();
+    std::fs::write(&path, "{not json").unwrap();
+    env.server.restart();
+    env.api = env.server.client();
+    let (_, view) = env.api.get("/v1/processors/wc").await;
+    assert_eq!(view["state"], "failed", "{view}");
+    assert!(view["last_error"].as_str().unwrap().contains("reset"), "{view}");
+}

@@ -1,15 +1,33 @@
 //! `POST /v1/processors/{name}/reset`: moves every task's committed offset (to the earliest,
 //! the latest, an offset, or the first record at or after a time) and, if asked, clears the
 //! state, while the processor is stopped; then starts it again.
+//!
+//! The offsets are worked out first, then written down with the choice about the state in
+//! `NAME/reset.json` (durably) before anything changes. The steps (delete the state, move each
+//! offset) are each safe to repeat, and every start of the processor finishes a reset it finds
+//! written down before a task runs: a crash or an error half-way never leaves moved offsets
+//! beside the old state, or some partitions moved and others not.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ProcessorError, Processors};
 use crate::group::offsets::task_key;
 use crate::group::{CommitKind, PartBound, TaskCommit};
 use crate::topic::{Isolation, TopicError};
+
+/// A reset written down before it changes anything.
+#[derive(Debug, Serialize, Deserialize)]
+struct Intent {
+    /// The input topic's incarnation the offsets are of.
+    input_topic_id: String,
+    /// The new offset of each input partition, by partition.
+    offsets: Vec<u64>,
+    /// Whether the state is cleared too.
+    state: bool,
+}
 
 /// Where a reset moves the offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -61,14 +79,15 @@ impl Processors {
             }
         }
         let result = match result {
-            Ok(()) => self.move_offsets(name, &input, req).await,
+            Ok(()) => self.plan(name, &input, req).await,
             Err(e) => Err(e),
         };
-        let result = match (result, req.state) {
-            (Ok(()), true) => self.clear_state(name).await,
-            (r, _) => r,
+        let result = match result {
+            Ok(()) => self.finish_reset(name, &input).await,
+            Err(e) => Err(e),
         };
-        // Whatever happened, the processor runs again (from what was written).
+        // Whatever happened, the processor runs again (from what was written; a reset written
+        // down but not finished is finished by the start, or fails it).
         p.status.restart(p.stored.paused);
         let (r, published) = self.start(name, &p.stored, Arc::clone(&p.status), false).await;
         *running = r;
@@ -76,18 +95,24 @@ impl Processors {
         result
     }
 
-    async fn move_offsets(
+    fn intent_path(&self, name: &str) -> PathBuf {
+        self.0.dir.join(name).join("reset.json")
+    }
+
+    /// Works out every partition's new offset and writes the reset down: nothing has
+    /// changed when this fails.
+    async fn plan(
         &self,
         name: &str,
         input: &Arc<crate::topic::Topic>,
         req: &ResetRequest,
     ) -> Result<(), ProcessorError> {
-        let offsets = &self.0.offsets;
+        let mut offsets = Vec::with_capacity(input.partitions.len());
         for partition in &input.partitions {
             let (start, _) = partition.bounds();
             // Retention may have moved the start past a stable offset not yet refreshed.
             let end = partition.end(Isolation::ReadCommitted).max(start);
-            let offset = match req.to {
+            offsets.push(match req.to {
                 ResetTo::Position(Position::Earliest) => start,
                 ResetTo::Position(Position::Latest) => end,
                 ResetTo::Offset(n) => n.clamp(start, end),
@@ -95,7 +120,68 @@ impl Processors {
                     .first_offset_at_or_after(timestamp, Isolation::ReadCommitted)
                     .await?
                     .clamp(start, end),
-            };
+            });
+        }
+        let intent = Intent {
+            input_topic_id: input.id.clone(),
+            offsets,
+            state: req.state,
+        };
+        let path = self.intent_path(name);
+        let bytes = serde_json::to_vec(&intent).map_err(|e| ProcessorError::Corrupt(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            crate::durable::write_atomically(&path, &bytes).map_err(|e| ProcessorError::io(&path, e))
+        })
+        .await
+        .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
+    }
+
+    /// Finishes a reset written down for `name`, if there is one: clears the state if asked,
+    /// moves the offsets, and then forgets it. Called with the processor stopped.
+    pub(super) async fn finish_reset(
+        &self,
+        name: &str,
+        input: &Arc<crate::topic::Topic>,
+    ) -> Result<(), ProcessorError> {
+        let path = self.intent_path(name);
+        let read = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || std::fs::read(&path))
+                .await
+                .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
+        };
+        let bytes = match read {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ProcessorError::io(&path, e)),
+        };
+        let intent: Intent =
+            serde_json::from_slice(&bytes).map_err(|e| ProcessorError::Corrupt(format!("{}: {e}", path.display())))?;
+        // Written for an input topic since deleted and made again: its offsets mean nothing.
+        if intent.input_topic_id == input.id {
+            if intent.state {
+                self.clear_state(name).await?;
+            }
+            self.move_offsets(name, input, &intent.offsets).await?;
+        }
+        tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ProcessorError::io(&path, e)),
+        })
+        .await
+        .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
+    }
+
+    /// Checkpoints each task at its new offset (`targets`, by partition).
+    async fn move_offsets(
+        &self,
+        name: &str,
+        input: &Arc<crate::topic::Topic>,
+        targets: &[u64],
+    ) -> Result<(), ProcessorError> {
+        let offsets = &self.0.offsets;
+        for (partition, &offset) in input.partitions.iter().zip(targets) {
             let key = task_key(name, partition.id);
             let commit = match offsets.get(&key) {
                 Some(mut c) => {

@@ -146,6 +146,18 @@ impl Processors {
             gauges: Vec::new(),
             input: None,
         };
+        // A reset cut short (a crash, an error) is finished before any task runs.
+        let finished = match self.0.topics.get(&stored.spec.input) {
+            Ok(input) => self.finish_reset(name, &input).await,
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = finished {
+            tracing::error!(processor = name, error = %e, "cannot finish the processor's reset");
+            published
+                .status
+                .set_error(format!("a reset of the processor could not be finished: {e}"), true);
+            return (None, published);
+        }
         let stop = CancellationToken::new();
         let (paused_tx, paused) = watch::channel(stored.paused);
         let ctx = match self
