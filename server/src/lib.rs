@@ -13,12 +13,13 @@
 //! - [`record`]: the record types every layer shares.
 //! - [`wasm`]: the WebAssembly runtime: engine, validation, compile cache, guest instances.
 //! - [`config`] and [`metrics`]: settings and Prometheus counters, passed down explicitly.
-/// mimalloc rather than the C library's allocator: a broker's hot paths (state writes, the
+/// jemalloc rather than the C library's allocator: a broker's hot paths (state writes, the
 /// changelog and output records of each commit) allocate and free many small buffers from
-/// several threads, where glibc's malloc spent over a quarter of a word count's time and held
-/// on to freed memory ("State figures" in `docs/design.md`).
+/// several threads, where glibc's malloc spent over a quarter of a word count's time; and
+/// unlike mimalloc it keeps memory low with thousands of idle processors ("State figures" in
+/// `docs/design.md`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod auth;
 pub mod cli;

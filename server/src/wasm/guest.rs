@@ -196,13 +196,15 @@ enum Bindings {
 
 /// A live processor instance.
 pub struct Guest {
-    /// Its place in the pool, given back when it is dropped.
-    _permit: super::pool::InstancePermit,
     store: Store<GuestState>,
     bindings: Bindings,
     limits: GuestLimits,
     epoch_tick_ms: u64,
     topic: String,
+    /// Its place in the pool, given back when it is dropped: last, after the store (fields
+    /// drop in order), so the pooling allocator's slot is free before another instance may
+    /// take the permit (else wasmtime refuses that one: "maximum concurrent limit").
+    _permit: super::pool::InstancePermit,
 }
 
 impl Guest {
