@@ -178,6 +178,14 @@ fn a_bad_state_file_is_a_clear_error() {
             "{\"stores\": {}, \"timers\": [{\"key\": \"t\", \"at\": 5, \"domain\": \"someday\"}]}",
             "domain",
         ),
+        (
+            r#"{"stores": {"counts": [{"key": "a", "value": "1"}, {"key": "a", "value": "2"}]}}"#,
+            "twice",
+        ),
+        (
+            r#"{"stores": {"counts": [{"key": "a", "key_b64": "YQ==", "value": "1"}]}}"#,
+            "not both",
+        ),
     ] {
         let file = dir.path().join("state.json");
         std::fs::write(&file, content).unwrap();

@@ -257,6 +257,9 @@ fn state_for(declared: &[String], loaded: Option<&Loaded>) -> anyhow::Result<Opt
         crate::state::validate_store_name(name).map_err(|e| anyhow::anyhow!("--store {name}: {e}"))?;
     }
     if names.is_empty() {
+        if loaded.is_some_and(|l| !l.timers.is_empty()) {
+            bail!("the state file has timers but no stores: timers need a store (add --store NAME)");
+        }
         return Ok(None);
     }
     let mut state = TaskState::new(&names, StateLimits::default());
@@ -280,6 +283,9 @@ fn state_for(declared: &[String], loaded: Option<&Loaded>) -> anyhow::Result<Opt
 }
 
 fn bytes_field(m: &Map<String, Value>, name: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    if m.contains_key(name) && m.contains_key(&format!("{name}_b64")) {
+        bail!("{what}: give \"{name}\" or \"{name}_b64\", not both");
+    }
     if let Some(t) = m.get(name) {
         return t
             .as_str()
@@ -318,6 +324,12 @@ fn read_state(path: &Path) -> anyhow::Result<Loaded> {
                     bail!("{ctx}: must be an object with \"key\" and \"value\"");
                 };
                 kv.push((bytes_field(e, "key", &ctx)?, bytes_field(e, "value", &ctx)?));
+            }
+            let mut keys: Vec<&[u8]> = kv.iter().map(|(k, _)| k.as_slice()).collect();
+            keys.sort_unstable();
+            if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+                let key = String::from_utf8_lossy(w[0]);
+                bail!("{}", what(&format!("store {name}: key {key:?} is there twice")));
             }
             stores.push((name.clone(), kv));
         }
