@@ -320,3 +320,57 @@ async fn a_deleted_processor_takes_its_state_and_offsets_with_it() {
         "offsets and state start over: {last:?}"
     );
 }
+
+/// `at_least_once` with state: outputs may repeat after a crash, but the state commits with
+/// the input offset, so every word's final count is exact and every update is a count the
+/// word really reached (repeats only, never a skipped or inflated one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_least_once_wordcount_under_kill_9_keeps_exact_counts_and_only_repeats_outputs() {
+    let mut env = Env::start();
+    env.api.create_topic("words", 2).await;
+    env.api.create_topic("counts", 2).await;
+    deploy_wordcount(
+        &env.api,
+        "wc",
+        json!({"guarantee": "at_least_once", "batch_records_max": 64, "commit_interval_ms": 20}),
+    )
+    .await;
+    let vocabulary: Arc<Vec<String>> = Arc::new((0..40).map(|i| format!("w{i}")).collect());
+    for round in 0..3 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = tokio::spawn(produce_words(
+            env.api.clone(),
+            Arc::clone(&vocabulary),
+            100 + round,
+            Arc::clone(&stop),
+        ));
+        tokio::time::sleep(Duration::from_millis(200 + 131 * round)).await;
+        env.server.kill();
+        stop.store(true, Ordering::Relaxed);
+        producer.await.unwrap();
+        env.server.restart();
+        env.api = env.server.client();
+    }
+    caught_up(&env.api, "wc").await;
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for r in all_records(&env.api, "words").await {
+        *expected.entry(r["value"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert!(expected.values().sum::<u64>() > 200, "the producer got through");
+    let mut updates: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in all_records(&env.api, "counts").await {
+        updates
+            .entry(r["key"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(r["value"].as_str().unwrap().parse().unwrap());
+    }
+    for (word, n) in &expected {
+        let (_, state) = env.api.get(&format!("/v1/processors/wc/state/counts?key={word}")).await;
+        assert_eq!(state["value"], n.to_string(), "state of '{word}'");
+        let mut seen = updates.get(word).cloned().unwrap_or_default();
+        seen.sort_unstable();
+        seen.dedup();
+        let want: Vec<u64> = (1..=*n).collect();
+        assert_eq!(seen, want, "every count of '{word}' from 1 to {n} was sent, none other");
+    }
+}
