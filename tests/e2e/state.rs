@@ -253,20 +253,11 @@ async fn wordcount_under_repeated_kill_9_counts_every_word_exactly_once_and_in_o
     }
     caught_up(&env.api, "wc").await;
     // What is in the input, whatever the producers were told, is what must be counted.
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for r in all_records(&env.api, "words").await {
-        *expected.entry(r["value"].as_str().unwrap().to_owned()).or_default() += 1;
-    }
+    let expected = input_counts(&env.api).await;
     let total: u64 = expected.values().sum();
     assert!(total > 500, "the producers got through ({total})");
     // Read committed, each word's updates are 1, 2, ..., n: every one exactly once, in order.
-    let mut updates: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in all_records(&env.api, "counts").await {
-        updates
-            .entry(r["key"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(r["value"].as_str().unwrap().parse().unwrap());
-    }
+    let updates = count_updates(&env.api).await;
     for (word, n) in &expected {
         let seen = updates.get(word).cloned().unwrap_or_default();
         let want: Vec<u64> = (1..=*n).collect();
@@ -352,18 +343,9 @@ async fn at_least_once_wordcount_under_kill_9_keeps_exact_counts_and_only_repeat
         env.api = env.server.client();
     }
     caught_up(&env.api, "wc").await;
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for r in all_records(&env.api, "words").await {
-        *expected.entry(r["value"].as_str().unwrap().to_owned()).or_default() += 1;
-    }
+    let expected = input_counts(&env.api).await;
     assert!(expected.values().sum::<u64>() > 200, "the producer got through");
-    let mut updates: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in all_records(&env.api, "counts").await {
-        updates
-            .entry(r["key"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(r["value"].as_str().unwrap().parse().unwrap());
-    }
+    let updates = count_updates(&env.api).await;
     for (word, n) in &expected {
         let (_, state) = env.api.get(&format!("/v1/processors/wc/state/counts?key={word}")).await;
         assert_eq!(state["value"], n.to_string(), "state of '{word}'");
@@ -373,4 +355,25 @@ async fn at_least_once_wordcount_under_kill_9_keeps_exact_counts_and_only_repeat
         let want: Vec<u64> = (1..=*n).collect();
         assert_eq!(seen, want, "every count of '{word}' from 1 to {n} was sent, none other");
     }
+}
+
+/// How often each word is in the input.
+async fn input_counts(api: &Api) -> BTreeMap<String, u64> {
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for r in all_records(api, "words").await {
+        *expected.entry(r["value"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    expected
+}
+
+/// The counts each word's output records carried, in order.
+async fn count_updates(api: &Api) -> BTreeMap<String, Vec<u64>> {
+    let mut updates: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in all_records(api, "counts").await {
+        updates
+            .entry(r["key"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(r["value"].as_str().unwrap().parse().unwrap());
+    }
+    updates
 }
