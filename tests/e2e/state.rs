@@ -69,7 +69,7 @@ async fn wordcount_counts_words_and_keeps_its_counts_across_a_redeploy_and_a_res
     assert_eq!(apple, ["1", "2"]);
     let view = caught_up(&env.api, "wc").await;
     assert_eq!(
-        view["stores"],
+        view["state_stores"],
         json!([{"name": "counts", "keys": 2, "bytes": 11, "refused": 0}]),
         "{view}"
     );

@@ -76,7 +76,7 @@ async fn run_script(lang: &str) {
     // refused value absent.
     let view = caught_up(api, "api").await;
     // Counted per refused call: the failed batch call and its record-by-record replay.
-    let refused = view["stores"][0]["refused"].as_u64().unwrap();
+    let refused = view["state_stores"][0]["refused"].as_u64().unwrap();
     assert!((1..=2).contains(&refused), "{lang}: the refusal is counted: {view}");
     // And logged: the last lines come first on the processor's log stream.
     let mut logs = crate::harness::SseStream::open(api, "/v1/processors/api/logs", None).await;

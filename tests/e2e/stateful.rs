@@ -181,6 +181,11 @@ async fn reset_moves_offsets_and_clears_state_only_when_asked() {
         )
         .await;
     assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (_, body) = api.post("/v1/processors/wc/reset", json!({"to": -1})).await;
+    assert!(
+        body.to_string().contains(r#"\"to\" must be"#),
+        "says what to give: {body}"
+    );
     let (status, code) = api
         .error_code(
             Method::POST,
@@ -226,8 +231,12 @@ async fn reset_moves_offsets_and_clears_state_only_when_asked() {
 
     // To the end: nothing is read again, new input counts on.
     caught_up(api, "wc").await;
-    let (status, _) = api.post("/v1/processors/wc/reset", json!({"to": "latest"})).await;
+    let (status, view) = api.post("/v1/processors/wc/reset", json!({"to": "latest"})).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        view["lag"][0]["committed_offset"], 4,
+        "the answer shows the new offset: {view}"
+    );
     api.produce("words", words_at(&["apple"], 3_000)).await;
     assert_eq!(counts_from(api, 15, 1).await, ["apple=2"]);
     caught_up(api, "wc").await;

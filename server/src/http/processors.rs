@@ -198,9 +198,32 @@ pub async fn reset(
 ) -> Result<Json<ProcessorView>, ApiError> {
     principal.require(Resource::Processor, &name, Action::Deploy)?;
     let body = super::guard::read_body(&state, body, super::guard::BodyKind::Api).await?;
+    check_reset_to(&body.bytes)?;
     let req: crate::processor::reset::ResetRequest =
         super::extract::json_body(&body.bytes, r#"{"to":"earliest","state":true}"#)
             .map_err(ApiError::InvalidRequest)?;
     state.processors.reset(&name, &req).await?;
     Ok(Json(state.processors.view(&name)?))
+}
+
+/// A reset's `to`, checked with a message that says what it may be (serde's for the untagged
+/// enum names only the type).
+fn check_reset_to(body: &[u8]) -> Result<(), ApiError> {
+    let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(()); // json_body says what is wrong with the body itself.
+    };
+    let ok = match m.get("to") {
+        None => return Ok(()),
+        Some(serde_json::Value::String(s)) => s == "earliest" || s == "latest",
+        Some(serde_json::Value::Number(n)) => n.is_u64(),
+        Some(serde_json::Value::Object(t)) => t.len() == 1 && t.get("timestamp").is_some_and(|v| v.is_i64()),
+        Some(_) => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(ApiError::InvalidRequest(format!(
+        "\"to\" must be \"earliest\", \"latest\", an offset (a number 0 or more) or {{\"timestamp\": MS}}, not {}",
+        m["to"]
+    )))
 }

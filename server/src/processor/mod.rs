@@ -101,9 +101,10 @@ pub struct ProcessorView {
     pub traps: u64,
     pub lag: Vec<PartitionLag>,
     pub call_latency_ms: Latency,
-    /// Each declared store: keys and bytes over all partitions.
+    /// Each declared store: keys and bytes over all partitions (`stores` itself is the
+    /// deployment's list of names).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub stores: Vec<StoreView>,
+    pub state_stores: Vec<StoreView>,
     pub created_ms: i64,
     pub updated_ms: i64,
     /// Who deployed it last: `admin` or `token:ID`.
@@ -381,7 +382,7 @@ impl Processors {
             }
         }
         ProcessorView {
-            stores,
+            state_stores: stores,
             name: name.to_owned(),
             spec: d.stored.spec.clone(),
             state,

@@ -176,6 +176,11 @@ impl Processors {
         let mut tasks = Vec::with_capacity(ctx.input.partitions.len());
         for p in &ctx.input.partitions {
             let gauges = Arc::new(PartitionGauges::default());
+            // What the task will resume from, so the answer of a deploy, resume or reset shows
+            // it before the task has started.
+            if let Some(c) = self.0.offsets.get(&crate::group::offsets::task_key(name, p.id)) {
+                gauges.committed.store(c.offset, std::sync::atomic::Ordering::Relaxed);
+            }
             published.gauges.push(Arc::clone(&gauges));
             tasks.push(runtime.spawn(runner::run_partition(Arc::clone(&ctx), Arc::clone(p), gauges)));
         }
