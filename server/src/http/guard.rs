@@ -118,7 +118,13 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             let failed = response.status().is_client_error() || response.status().is_server_error();
             close_if(had_body && failed, response)
         }
-        Err(e) => close_if(had_body, e.into_response()),
+        Err(e) => {
+            // A connection accepted past the limit serves health checks only for as long as
+            // it lives: close it, so the client's next request comes on a new connection that
+            // is admitted once the flood is over (a kept-alive one would get 503 forever).
+            let overflow = matches!(e, ApiError::Overloaded { .. });
+            close_if(had_body || overflow, e.into_response())
+        }
     }
 }
 
