@@ -129,11 +129,8 @@ impl Processors {
         };
         let path = self.intent_path(name);
         let bytes = serde_json::to_vec(&intent).map_err(|e| ProcessorError::Corrupt(e.to_string()))?;
-        tokio::task::spawn_blocking(move || {
-            crate::durable::write_atomically(&path, &bytes).map_err(|e| ProcessorError::io(&path, e))
-        })
-        .await
-        .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
+        off_thread(move || crate::durable::write_atomically(&path, &bytes).map_err(|e| ProcessorError::io(&path, e)))
+            .await?
     }
 
     /// Finishes a reset written down for `name`, if there is one: clears the state if asked,
@@ -146,9 +143,7 @@ impl Processors {
         let path = self.intent_path(name);
         let read = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || std::fs::read(&path))
-                .await
-                .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
+            off_thread(move || std::fs::read(path)).await?
         };
         let bytes = match read {
             Ok(b) => b,
@@ -164,13 +159,7 @@ impl Processors {
             }
             self.move_offsets(name, input, &intent.offsets).await?;
         }
-        tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ProcessorError::io(&path, e)),
-        })
-        .await
-        .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
+        remove_if_present(path, |p| std::fs::remove_file(p)).await
     }
 
     /// Checkpoints each task at its new offset (`targets`, by partition).
@@ -229,13 +218,26 @@ impl Processors {
             Ok(()) | Err(TopicError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        let dir = self.0.dir.join(name).join("state");
-        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ProcessorError::io(&dir, e)),
-        })
-        .await
-        .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))?
+        remove_if_present(self.0.dir.join(name).join("state"), |p| std::fs::remove_dir_all(p)).await
     }
+}
+
+/// Runs file work off the async threads.
+async fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ProcessorError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))
+}
+
+/// Removes `path` with `remove`; one already gone is fine.
+async fn remove_if_present(
+    path: PathBuf,
+    remove: fn(&std::path::Path) -> std::io::Result<()>,
+) -> Result<(), ProcessorError> {
+    off_thread(move || match remove(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ProcessorError::io(&path, e)),
+    })
+    .await?
 }
