@@ -12,6 +12,7 @@
 //! - [`log`]: one partition's segments, batch codec, indexes, recovery, retention, transactions.
 //! - [`record`]: the record types every layer shares.
 //! - [`wasm`]: the WebAssembly runtime: engine, validation, compile cache, guest instances.
+//! - [`window`]: event-time windows and built-in aggregates, as pure functions.
 //! - [`config`] and [`metrics`]: settings and Prometheus counters, passed down explicitly.
 /// jemalloc rather than the C library's allocator: a broker's hot paths (state writes, the
 /// changelog and output records of each commit) allocate and free many small buffers from
@@ -35,3 +36,4 @@ pub mod server;
 pub mod state;
 pub mod topic;
 pub mod wasm;
+pub mod window;

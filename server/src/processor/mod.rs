@@ -11,6 +11,7 @@
 //! them, before it starts their successors. Readers (status, list, logs) never wait for an
 //! operation: they read what the last one published.
 
+pub mod aggregate;
 mod appender;
 mod call;
 mod deliver;

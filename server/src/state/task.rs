@@ -71,8 +71,11 @@ pub struct TaskState {
     undo_keys: Vec<u8>,
     /// Bytes of every store.
     bytes: u64,
-    /// The largest record timestamp processed (ms).
+    /// The task's clock: the largest record timestamp (a windowed processor's: event time)
+    /// processed, in ms.
     pub watermark: Option<i64>,
+    /// How far event-time timers lag the clock: a windowed deployment's `out_of_order_ms`.
+    pub lag: i64,
 }
 
 impl TaskState {
@@ -87,6 +90,7 @@ impl TaskState {
             undo_keys: Vec::new(),
             bytes: 0,
             watermark: None,
+            lag: 0,
         }
     }
 
@@ -94,13 +98,15 @@ impl TaskState {
         (self.stores.len() - 1) as u16
     }
 
-    /// The handle of declared store `name`.
+    /// The handle of declared store `name` (not one of the broker's, named `__...`).
     pub fn open(&self, name: &str) -> Result<u32, StateError> {
         let declared = &self.stores[..self.stores.len() - 1];
+        let declared: Vec<&Store> = declared.iter().filter(|s| !s.name.starts_with("__")).collect();
         declared
             .iter()
-            .position(|s| s.name == name)
-            .map(|i| i as u32)
+            .find(|s| s.name == name)
+            .and_then(|s| self.index_of(&s.name))
+            .map(u32::from)
             .ok_or_else(|| {
                 let names: Vec<&str> = declared.iter().map(|s| s.name.as_str()).collect();
                 StateError::Refused(if names.is_empty() {
@@ -232,6 +238,17 @@ impl TaskState {
         }
     }
 
+    /// Sets `key` to what `next` makes of its current value (`None`: absent), within the limits.
+    pub fn update(
+        &mut self,
+        store: u32,
+        key: &[u8],
+        next: impl FnOnce(Option<&[u8]>) -> Box<[u8]>,
+    ) -> Result<(), StateError> {
+        let i = self.declared(store)? as u16;
+        self.write(i, key, |old| Ok(next(old)))
+    }
+
     pub fn set(&mut self, store: u32, key: &[u8], value: &[u8]) -> Result<(), StateError> {
         let i = self.declared(store)? as u16;
         self.write(i, key, |_| Ok(value.into()))
@@ -285,7 +302,7 @@ impl TaskState {
         let t = self.timers_index() as usize;
         let mut due = Vec::new();
         for (domain, until) in [
-            (Domain::EventTime, self.watermark),
+            (Domain::EventTime, self.event_watermark()),
             (Domain::ProcessingTime, Some(now_ms)),
         ] {
             let Some(until) = until else { continue };
@@ -301,6 +318,23 @@ impl TaskState {
             self.remove(t as u16, k);
         }
         due.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// The clock less the lag: event-time timers at or before it are due.
+    pub fn event_watermark(&self) -> Option<i64> {
+        self.watermark.map(|w| w.saturating_sub(self.lag))
+    }
+
+    /// The time of the first event-time timer, if one is set.
+    pub fn next_event_timer(&self) -> Option<i64> {
+        let t = self.timers_index() as usize;
+        let start = timers::domain_start(Domain::EventTime);
+        let end = timers::domain_start(Domain::ProcessingTime);
+        self.stores[t]
+            .scan(&start, Some(&end), 1)
+            .first()
+            .and_then(|(k, _)| timers::decode(k))
+            .map(|f| f.at)
     }
 
     /// When the next processing-time timer is due, if one is set.
