@@ -28,3 +28,4 @@ mod stateful;
 mod topic_races;
 mod topics;
 mod wasm;
+mod windows;

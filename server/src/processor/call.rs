@@ -6,11 +6,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::aggregate::Aggregator;
 use super::runner::Ctx;
 use super::spec::OnError;
 use super::status::{Status, level_name};
 use crate::log::{NewRecord, RecordView};
 use crate::state::TaskState;
+use crate::state::timers::Fired;
 use crate::topic::Chunk;
 use crate::wasm::{CallError, Emitted, Guest, InputRef, TaskRef};
 
@@ -34,6 +36,8 @@ pub struct Processed {
     pub max_timestamp: Option<i64>,
     pub emitted: Vec<Emitted>,
     pub failed: Vec<Failed>,
+    /// Records a windowed aggregate took after their windows closed.
+    pub late: Vec<Failed>,
     pub traps: u32,
 }
 
@@ -46,10 +50,16 @@ impl Ctx {
         let status = Arc::clone(&self.status);
         let log: crate::wasm::LogSink =
             Arc::new(move |level, line| status.log(level_name(level), Some(partition), line.to_owned()));
+        let Some(module) = &self.module else {
+            return Err(CallError::Guest {
+                message: "the processor has no module".into(),
+                record: None,
+            });
+        };
         let mut guest = self
             .runtime
             .instantiate(
-                &self.module,
+                module,
                 self.spec.limits,
                 &self.input.name,
                 log,
@@ -116,9 +126,14 @@ impl Ctx {
             max_timestamp: views.iter().map(|v| v.timestamp).max(),
             emitted: Vec::new(),
             failed: Vec::new(),
+            late: Vec::new(),
             traps: 0,
         };
         if views.is_empty() {
+            return Ok(out);
+        }
+        if let (Some(agg), Some(task)) = (&self.aggregate, task) {
+            self.process_natively(agg, task, &views, &mut out);
             return Ok(out);
         }
         with_state(task, |s| {
@@ -133,7 +148,7 @@ impl Ctx {
             .await;
         self.status.observe_call(started.elapsed().as_micros() as u64);
         let wrote = with_state(task, |s| s.wrote_since(0)).unwrap_or(false);
-        let outputs = self.outputs.len() as u32;
+        let outputs = self.spec.outputs.len() as u32;
         match result {
             // Failures without state writes are the error policy's alone (deliver); with state
             // written, only a run of one record per call tells whose writes to undo.
@@ -234,6 +249,9 @@ impl Ctx {
         if fired.is_empty() {
             return Ok(None);
         }
+        if let Some(agg) = &self.aggregate {
+            return Ok(Some(self.fire_natively(agg, partition, task, &fired, next_offset)));
+        }
         let started = Instant::now();
         let result = self
             .ensure_guest(partition, guest, Some(task))
@@ -249,10 +267,11 @@ impl Ctx {
             max_timestamp: None,
             emitted: Vec::new(),
             failed: Vec::new(),
+            late: Vec::new(),
             traps: 0,
         };
         match result {
-            Ok(r) if r.failed.is_empty() && bad_route(&r.emitted, self.outputs.len() as u32).is_none() => {
+            Ok(r) if r.failed.is_empty() && bad_route(&r.emitted, self.spec.outputs.len() as u32).is_none() => {
                 lock(task).end_batch();
                 out.emitted = r.emitted;
                 for e in &mut out.emitted {
@@ -284,6 +303,84 @@ impl Ctx {
             }
         }
         Ok(Some(out))
+    }
+}
+
+impl Ctx {
+    /// Runs the built-in aggregate on a batch.
+    fn process_natively(&self, agg: &Aggregator, task: &TaskRef, views: &[RecordView<'_>], out: &mut Processed) {
+        let started = Instant::now();
+        let mut s = lock(task);
+        s.begin_batch();
+        let result = agg.process(&mut s, views, self.spec.on_error == OnError::Stop);
+        s.end_batch();
+        // The persisted clock: the largest event time (with no window, the largest timestamp).
+        if agg.window.is_some() {
+            out.max_timestamp = s.watermark;
+        }
+        drop(s);
+        self.status.observe_call(started.elapsed().as_micros() as u64);
+        out.emitted = result.emitted;
+        out.failed = result
+            .failed
+            .into_iter()
+            .map(|(i, message)| Failed {
+                index: i,
+                offset: views[i].offset,
+                record: owned(&views[i]),
+                message,
+            })
+            .collect();
+        out.late = result
+            .late
+            .into_iter()
+            .map(|i| Failed {
+                index: i,
+                offset: views[i].offset,
+                record: owned(&views[i]),
+                message: "late: the record came after its windows closed (watermark past end + grace_ms)".into(),
+            })
+            .collect();
+    }
+
+    /// Closes and expires the windows whose timers came due.
+    fn fire_natively(&self, agg: &Aggregator, partition: u32, task: &TaskRef, fired: &[Fired], next: u64) -> Processed {
+        let mut s = lock(task);
+        let records = match agg.fire(&mut s, fired) {
+            Ok(r) => {
+                s.end_batch();
+                r
+            }
+            Err(message) => {
+                s.rollback_batch();
+                drop(s);
+                Status::add(&self.status.errors, 1);
+                let msg = format!(
+                    "closing {} window(s) failed; their results are lost: {message}",
+                    fired.len()
+                );
+                self.status.log("error", Some(partition), msg.clone());
+                self.status.set_error(msg, false);
+                Vec::new()
+            }
+        };
+        Processed {
+            count: 0,
+            next_offset: next,
+            offsets: vec![next],
+            max_timestamp: None,
+            emitted: records
+                .into_iter()
+                .map(|record| Emitted {
+                    input: 0,
+                    output: None,
+                    record,
+                })
+                .collect(),
+            failed: Vec::new(),
+            late: Vec::new(),
+            traps: 0,
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use super::runner::Ctx;
 use super::spec::OnError;
 use super::status::Status;
 use crate::log::NewRecord;
+use crate::window::spec::{Late, LateWord};
 
 /// Counters a delivery adds to the processor's status once it is committed.
 #[derive(Debug, Default, Clone, Copy)]
@@ -18,6 +19,7 @@ pub struct Counts {
     pub errors: u64,
     pub dead_lettered: u64,
     pub skipped: u64,
+    pub late: u64,
 }
 
 impl Counts {
@@ -27,6 +29,7 @@ impl Counts {
         self.errors += o.errors;
         self.dead_lettered += o.dead_lettered;
         self.skipped += o.skipped;
+        self.late += o.late;
     }
 
     pub fn apply(&self, status: &Status) {
@@ -35,6 +38,7 @@ impl Counts {
         Status::add(&status.errors, self.errors);
         Status::add(&status.dead_lettered, self.dead_lettered);
         Status::add(&status.skipped, self.skipped);
+        Status::add(&status.late, self.late);
     }
 }
 
@@ -57,7 +61,7 @@ impl Ctx {
     /// Applies the error policy to `p` and sorts its outputs by topic.
     pub(super) fn deliver(&self, partition: u32, mut p: Processed) -> Delivery {
         // An output index the deployment does not have is the guest's error for that record.
-        let outputs = self.outputs.len() as u32;
+        let outputs = self.spec.outputs.len() as u32;
         let mut bad_route: BTreeMap<usize, String> = BTreeMap::new();
         for e in &p.emitted {
             if let Some(o) = e.output.filter(|&o| o >= outputs) {
@@ -92,8 +96,23 @@ impl Ctx {
             }
             per_output[e.output.unwrap_or(0) as usize].push(e.record);
         }
+        // Records after their windows closed, before any stop: the window's `late` policy.
+        p.late.retain(|l| stop_at.is_none_or(|s| l.index < s));
+        let late = p.late.len() as u64;
+        let mut late_letters = Vec::new();
+        match self.spec.window.as_ref().map(|w| &w.late) {
+            Some(Late::Topic { .. }) => {
+                per_output[self.spec.outputs.len()].extend(p.late.into_iter().map(|l| l.record));
+            }
+            Some(Late::Word(LateWord::DeadLetter)) if self.dead_letter.is_some() => {
+                late_letters = p.late.into_iter().map(|l| self.dead_letter(partition, l)).collect();
+            }
+            _ => {}
+        }
         let mut counts = Counts {
             records_out: per_output.iter().map(|o| o.len() as u64).sum(),
+            late,
+            dead_lettered: late_letters.len() as u64,
             ..Counts::default()
         };
         if let Some(s) = stop_at {
@@ -103,7 +122,7 @@ impl Ctx {
             let msg = format!("stopped at {}/{partition}@{}: {}", self.input.name, f.offset, f.message);
             return Delivery {
                 outputs: per_output,
-                letters: Vec::new(),
+                letters: late_letters,
                 next_offset: f.offset,
                 stop: Some(msg),
                 counts,
@@ -118,12 +137,13 @@ impl Ctx {
             .map(|last| format!("{}/{partition}@{}: {}", self.input.name, last.offset, last.message));
         let letters = match (&self.spec.on_error, &self.dead_letter) {
             (OnError::DeadLetter, Some(_)) => {
-                counts.dead_lettered = p.failed.len() as u64;
-                p.failed.into_iter().map(|f| self.dead_letter(partition, f)).collect()
+                counts.dead_lettered += p.failed.len() as u64;
+                late_letters.extend(p.failed.into_iter().map(|f| self.dead_letter(partition, f)));
+                late_letters
             }
             _ => {
                 counts.skipped = p.failed.len() as u64;
-                Vec::new()
+                late_letters
             }
         };
         Delivery {

@@ -99,6 +99,9 @@ pub struct ProcessorView {
     pub errors: u64,
     pub dead_lettered: u64,
     pub skipped: u64,
+    /// Records a windowed aggregate took after their windows closed (whatever `late` did
+    /// with them).
+    pub late: u64,
     pub traps: u64,
     pub lag: Vec<PartitionLag>,
     pub call_latency_ms: Latency,
@@ -363,7 +366,7 @@ impl Processors {
         let mut stores: Vec<StoreView> = d
             .stored
             .spec
-            .stores
+            .all_stores()
             .iter()
             .map(|name| StoreView {
                 name: name.clone(),
@@ -393,6 +396,7 @@ impl Processors {
             errors: n(&d.status.errors),
             dead_lettered: n(&d.status.dead_lettered),
             skipped: n(&d.status.skipped),
+            late: n(&d.status.late),
             traps: n(&d.status.traps),
             lag,
             call_latency_ms: Latency { p50, p99, max },
@@ -485,7 +489,7 @@ impl Processors {
         let users: Vec<String> = self
             .list()
             .into_iter()
-            .filter(|p| p.spec.module == id)
+            .filter(|p| p.spec.module.as_deref() == Some(id))
             .map(|p| p.name)
             .collect();
         if !users.is_empty() {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::aggregate::Aggregator;
 use super::files;
 use super::spec::{Guarantee, ProcessorSpec, Start};
 use super::status::{State, Status};
@@ -50,8 +51,12 @@ pub struct Ctx {
     pub spec: ProcessorSpec,
     pub status: Arc<Status>,
     pub runtime: WasmRuntime,
-    pub module: CompiledModule,
+    /// The guest's module; none for a built-in aggregate.
+    pub module: Option<CompiledModule>,
+    /// The built-in aggregate, run natively instead of a guest.
+    pub aggregate: Option<Aggregator>,
     pub input: Arc<Topic>,
+    /// The deployment's outputs, then the window's side topic for late records, if it has one.
     pub outputs: Vec<Arc<Topic>>,
     pub dead_letter: Option<Arc<Topic>>,
     pub topics: Topics,
@@ -126,7 +131,12 @@ fn start_offset(ctx: &Ctx, partition: &Partition) -> u64 {
 async fn restore_state(ctx: &Ctx, partition: u32, watermark: Option<i64>) -> Result<Option<TaskRef>, TopicError> {
     let Some(topic) = &ctx.changelog else { return Ok(None) };
     let started = Instant::now();
-    let mut state = TaskState::new(&ctx.spec.stores, ctx.spec.state_limits);
+    let mut state = TaskState::new(&ctx.spec.all_stores(), ctx.spec.state_limits);
+    state.lag = ctx
+        .aggregate
+        .as_ref()
+        .and_then(|a| a.window.as_ref())
+        .map_or(0, |w| w.lag);
     let path = ctx.state_dir.join(format!("{partition}.snapshot"));
     let id = topic.id.clone();
     let max_age = topic.config.delete_retention_ms;
@@ -210,6 +220,9 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
     let mut arrivals = ctx.runtime.pool().arrivals();
     // Whether the loop ended cleanly (what is pending may be committed).
     let mut clean = true;
+    // When input last came, and the task's clock then: a window's `idle_ms` moves the clock
+    // on with the wall clock from there.
+    let mut last_input = (Instant::now(), task.as_ref().and_then(|t| lock(t).watermark));
     loop {
         if ctx.stop.is_cancelled() {
             break;
@@ -281,7 +294,28 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
                     None => std::future::pending::<()>().await,
                 }
             };
+            let quiet_due = quiet_wake(&ctx, task.as_ref(), last_input);
+            let quiet = async move {
+                match quiet_due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
+                () = quiet => {
+                    let (since, clock) = last_input;
+                    if let (Some(t), Some(clock)) = (&task, clock) {
+                        let moved = clock.saturating_add(since.elapsed().as_millis() as i64);
+                        let mut s = lock(t);
+                        s.watermark = Some(s.watermark.map_or(moved, |w| w.max(moved)));
+                        committer.pending.watermark = s.watermark;
+                    }
+                    if let Err(fatal) = run_timers(&ctx, id, &mut guest, task.as_ref(), &mut committer, next).await {
+                        fail(&ctx, id, fatal);
+                        clean = false;
+                        break;
+                    }
+                }
                 () = timer => {
                     if let Err(fatal) = run_timers(&ctx, id, &mut guest, task.as_ref(), &mut committer, next).await {
                         fail(&ctx, id, fatal);
@@ -358,6 +392,9 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             }
         };
         let traps = processed.traps;
+        if processed.count > 0 {
+            last_input = (Instant::now(), task.as_ref().and_then(|t| lock(t).watermark));
+        }
         if let Some(ts) = processed.max_timestamp {
             committer.pending.watermark = Some(committer.pending.watermark.map_or(ts, |w| w.max(ts)));
         }
@@ -468,6 +505,21 @@ async fn run_timers(
         }
     }
     Ok(())
+}
+
+/// When a quiet task's clock, moving on with the wall clock after the window's `idle_ms`,
+/// reaches its next event-time timer; `None` without `idle_ms`, a clock or such a timer.
+fn quiet_wake(ctx: &Ctx, task: Option<&TaskRef>, last_input: (Instant, Option<i64>)) -> Option<Instant> {
+    let window = ctx.aggregate.as_ref()?.window.as_ref()?;
+    let idle = window.idle?;
+    let (since, clock) = last_input;
+    let clock = clock?;
+    let (due, lag) = {
+        let s = lock(task?);
+        (s.next_event_timer()?, s.lag)
+    };
+    let wait = idle.max(due.saturating_add(lag).saturating_sub(clock)).max(0) as u64;
+    Some(since + Duration::from_millis(wait))
 }
 
 fn fail(ctx: &Ctx, partition: u32, fatal: String) {

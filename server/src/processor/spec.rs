@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::state::StateLimits;
 use crate::wasm::GuestLimits;
+use crate::window::spec::{AggregateSpec, Late, LateWord, WindowSpec};
 
 /// Records per guest call when the deployment names no `batch_records_max`.
 pub const BATCH_RECORDS_DEFAULT: usize = 1000;
@@ -107,8 +108,9 @@ pub const COMMIT_INTERVAL_MS_MAX: u64 = 60_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorSpec {
-    /// `sha256:...` from `POST /v1/modules`.
-    pub module: String,
+    /// `sha256:...` from `POST /v1/modules`. None with a built-in `aggregate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
     pub input: String,
     pub outputs: Vec<String>,
     #[serde(default)]
@@ -141,6 +143,13 @@ pub struct ProcessorSpec {
     /// Limits of each task's state.
     #[serde(default)]
     pub state_limits: StateLimits,
+    /// A built-in aggregate per record key, run natively (no module): `{"op": "sum", "path":
+    /// "/amount"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<AggregateSpec>,
+    /// Event-time windows of the aggregate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowSpec>,
 }
 
 fn batch_default() -> usize {
@@ -152,8 +161,75 @@ fn commit_interval_default() -> u64 {
 }
 
 impl ProcessorSpec {
+    /// Every store of a task: the declared ones, then the broker's for a built-in aggregate.
+    pub fn all_stores(&self) -> Vec<String> {
+        let mut all = self.stores.clone();
+        if let Ok(Some(a)) = self.aggregator() {
+            all.extend(a.stores());
+        }
+        all
+    }
+
+    /// Whether the tasks keep state (and a changelog).
+    pub fn has_state(&self) -> bool {
+        !self.stores.is_empty() || self.aggregate.is_some()
+    }
+
+    /// The built-in aggregate, checked, if the deployment has one.
+    pub fn aggregator(&self) -> Result<Option<crate::processor::aggregate::Aggregator>, String> {
+        self.aggregate
+            .as_ref()
+            .map(|a| crate::processor::aggregate::Aggregator::new(a, self.window.as_ref()))
+            .transpose()
+    }
+
+    /// The side topic of late records, if the window names one.
+    pub fn late_topic(&self) -> Option<&str> {
+        match self.window.as_ref().map(|w| &w.late) {
+            Some(Late::Topic { topic }) => Some(topic),
+            _ => None,
+        }
+    }
+
     /// Checks what can be checked without the topics, naming the field that is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        match (&self.module, &self.aggregate) {
+            (None, None) => {
+                return Err(
+                    "a processor needs a module (\"module\": \"sha256:...\" from POST /v1/modules) or a built-in aggregate (\"aggregate\": {\"op\": \"count\"})".into(),
+                );
+            }
+            (Some(_), Some(_)) => {
+                return Err("a processor has a module or a built-in aggregate, not both".into());
+            }
+            (Some(_), None) if self.window.is_some() => {
+                return Err("window: windows are declared with a built-in aggregate (\"aggregate\")".into());
+            }
+            _ => {}
+        }
+        if self.aggregate.is_some() {
+            if !self.config.is_empty() {
+                return Err("config is for a module's init; a built-in aggregate takes none".into());
+            }
+            self.aggregator()?;
+        }
+        if matches!(
+            self.window.as_ref().map(|w| &w.late),
+            Some(Late::Word(LateWord::DeadLetter))
+        ) && self.on_error != OnError::DeadLetter
+        {
+            return Err(
+                "window.late \"dead_letter\" needs the dead-letter topic of on_error \"dead_letter\" (the default)"
+                    .into(),
+            );
+        }
+        if let Some(t) = self.late_topic()
+            && (*t == self.input || self.outputs.iter().any(|o| o == t))
+        {
+            return Err(format!(
+                "window.late.topic '{t}' is also the processor's input or an output; name a topic of its own"
+            ));
+        }
         if self.outputs.is_empty() || self.outputs.len() > OUTPUTS_MAX {
             return Err(format!("outputs must list 1 to {OUTPUTS_MAX} topics"));
         }

@@ -55,7 +55,7 @@ impl Processors {
         &self,
         name: &str,
         spec: &ProcessorSpec,
-    ) -> Result<CompiledModule, ProcessorError> {
+    ) -> Result<Option<CompiledModule>, ProcessorError> {
         let runtime = self.0.modules.runtime();
         let runtime_max = runtime.config().memory_bytes_max;
         if spec.limits.memory_bytes_max > runtime_max {
@@ -72,7 +72,9 @@ impl Processors {
                 budget.saturating_sub(reserved)
             )));
         }
-        self.0.modules.info(&spec.module)?;
+        if let Some(m) = &spec.module {
+            self.0.modules.info(m)?;
+        }
         let topics = &self.0.topics;
         topics.get(&spec.input)?;
         for o in &spec.outputs {
@@ -107,7 +109,14 @@ impl Processors {
                 "output topic '{o}' belongs to the broker (names starting with '__'): a processor cannot write to it"
             )));
         }
-        if !spec.stores.is_empty() {
+        if let Some(t) = spec.late_topic()
+            && crate::topic::spec::is_internal(t)
+        {
+            return Err(invalid(format!(
+                "window.late.topic '{t}' belongs to the broker (names starting with '__')"
+            )));
+        }
+        if spec.has_state() {
             let changelog = crate::state::changelog::topic_name(name);
             crate::topic::spec::validate_name(&changelog).map_err(|e| {
                 invalid(format!(
@@ -115,18 +124,19 @@ impl Processors {
                 ))
             })?;
         }
+        let Some(id) = spec.module.clone() else { return Ok(None) };
         let modules = self.0.modules.clone();
-        let id = spec.module.clone();
+        let module_id = id.clone();
         let module = tokio::task::spawn_blocking(move || modules.compiled(&id))
             .await
             .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))??;
         if !spec.stores.is_empty() && module.contract == crate::wasm::Contract::V0_1 {
             return Err(invalid(format!(
                 "the deployment declares stores, but module {} was built against contract 0.1, which has no state; rebuild it against wit/processor.wit 0.2 (weir processor build does)",
-                spec.module
+                module_id
             )));
         }
-        Ok(module)
+        Ok(Some(module))
     }
 
     /// Starts the tasks of `stored`. A deployment that cannot start (its module or a topic is
@@ -229,15 +239,26 @@ impl Processors {
             }
             _ => None,
         };
-        let changelog = match spec.stores.is_empty() {
-            true => None,
-            false => Some(self.changelog_topic(name, &input).await?),
+        let changelog = match spec.has_state() {
+            false => None,
+            true => Some(self.changelog_topic(name, &input).await?),
         };
-        let modules = self.0.modules.clone();
-        let id = spec.module.clone();
-        let module = tokio::task::spawn_blocking(move || modules.compiled(&id))
-            .await
-            .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))??;
+        let mut outputs = outputs;
+        if let Some(late) = spec.late_topic() {
+            outputs.push(self.side_topic(late, &input).await?);
+        }
+        let module = match spec.module.clone() {
+            None => None,
+            Some(id) => {
+                let modules = self.0.modules.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || modules.compiled(&id))
+                        .await
+                        .map_err(|_| ProcessorError::Topic(TopicError::ShuttingDown))??,
+                )
+            }
+        };
+        let aggregate = spec.aggregator().map_err(ProcessorError::InvalidSpec)?;
         // Committed offsets belong to one incarnation of the input topic: a topic deleted and
         // created again under the same name starts from the deployment's `start` position.
         let offsets = self.0.dir.join(name).join("offsets");
@@ -258,6 +279,7 @@ impl Processors {
             status,
             runtime: self.0.modules.runtime().clone(),
             module,
+            aggregate,
             input,
             outputs,
             dead_letter,
@@ -306,6 +328,21 @@ impl Processors {
             )));
         }
         Ok(topic)
+    }
+
+    /// The side topic of late records, created (the input's settings) if missing.
+    async fn side_topic(&self, name: &str, input: &Topic) -> Result<Arc<Topic>, ProcessorError> {
+        if let Ok(t) = self.0.topics.get(name) {
+            return Ok(t);
+        }
+        let (topics, topic) = (self.0.topics.clone(), name.to_owned());
+        let config = input.config.clone();
+        match tokio::task::spawn_blocking(move || topics.create(&topic, config)).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(TopicError::Exists(_) | TopicError::Busy { .. })) => Ok(self.0.topics.get(name)?),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(TopicError::ShuttingDown.into()),
+        }
     }
 
     /// The dead-letter topic, created (one partition, the input's settings) if missing.

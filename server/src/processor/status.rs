@@ -56,6 +56,8 @@ pub struct Status {
     pub errors: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub skipped: AtomicU64,
+    /// Records that came after their windows closed (a windowed aggregate's).
+    pub late: AtomicU64,
     pub traps: AtomicU64,
     state: Mutex<(State, Option<String>)>,
     latency: Mutex<Latency>,
@@ -74,6 +76,7 @@ impl Status {
             errors: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            late: AtomicU64::new(0),
             traps: AtomicU64::new(0),
             state: Mutex::new((if paused { State::Paused } else { State::Running }, None)),
             latency: Mutex::new(Latency::default()),
