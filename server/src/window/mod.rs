@@ -167,40 +167,43 @@ pub fn split_timer_key(k: &[u8]) -> Option<(TimerKind, &[u8])> {
 /// The output record of an aggregate: the group key as its key; as its value a JSON object
 /// with the key (as text, or `key_base64`), the window's bounds and the result fields; the
 /// bounds in headers too (`weir-window-start`, `weir-window-end`, ms as decimal text).
-pub fn result_record(
-    key: Option<&[u8]>,
-    window: Option<(i64, i64)>,
-    fields: serde_json::Map<String, Value>,
-    timestamp: i64,
-) -> NewRecord {
-    let mut obj = serde_json::Map::with_capacity(fields.len() + 3);
+/// `fields` are JSON members, each after a comma, as [`agg::finish`] writes them.
+pub fn result_record(key: Option<&[u8]>, window: Option<(i64, i64)>, fields: &[u8], timestamp: i64) -> NewRecord {
+    let mut v = Vec::with_capacity(48 + key.map_or(0, <[u8]>::len) + fields.len());
     match key.map(std::str::from_utf8) {
-        None => {
-            obj.insert("key".into(), Value::Null);
-        }
+        None => v.extend_from_slice(b"{\"key\":null"),
         Some(Ok(s)) => {
-            obj.insert("key".into(), Value::from(s));
+            v.extend_from_slice(b"{\"key\":");
+            let _ = serde_json::to_writer(&mut v, s);
         }
         Some(Err(_)) => {
             use base64::Engine as _;
-            let k = key.unwrap_or_default();
-            obj.insert(
-                "key_base64".into(),
-                Value::from(base64::engine::general_purpose::STANDARD.encode(k)),
+            v.extend_from_slice(b"{\"key_base64\":\"");
+            v.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(key.unwrap_or_default())
+                    .as_bytes(),
             );
+            v.push(b'"');
         }
     }
     let mut headers = Vec::new();
     if let Some((start, end)) = window {
-        obj.insert("start".into(), Value::from(start));
-        obj.insert("end".into(), Value::from(end));
-        headers.push(("weir-window-start".to_owned(), start.to_string().into_bytes()));
-        headers.push(("weir-window-end".to_owned(), end.to_string().into_bytes()));
+        let (mut s, mut e) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (s, e) = (s.format(start), e.format(end));
+        v.extend_from_slice(b",\"start\":");
+        v.extend_from_slice(s.as_bytes());
+        v.extend_from_slice(b",\"end\":");
+        v.extend_from_slice(e.as_bytes());
+        headers.reserve(2);
+        headers.push(("weir-window-start".to_owned(), s.as_bytes().to_vec()));
+        headers.push(("weir-window-end".to_owned(), e.as_bytes().to_vec()));
     }
-    obj.extend(fields);
+    v.extend_from_slice(fields);
+    v.push(b'}');
     NewRecord {
         key: key.map(<[u8]>::to_vec),
-        value: Some(serde_json::to_vec(&Value::Object(obj)).unwrap_or_default()),
+        value: Some(v),
         headers,
         timestamp: Some(timestamp),
     }
