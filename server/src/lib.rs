@@ -7,6 +7,7 @@
 //! - [`auth`]: tokens, rights and SSE tickets; the front ends ask it who a request is.
 //! - [`processor`]: module store, deployments, runners (read, call the guest, append, commit).
 //! - [`group`]: committed offsets (the offset store); processors' tasks commit through it.
+//! - [`table`]: topics materialized as the latest value per key, for joins and readers.
 //! - [`state`]: processor tasks' keyed state: stores, staged writes, changelog, snapshots.
 //! - [`topic`]: the `Topics` handle, partitions, the group-commit writers, metadata on disk.
 //! - [`log`]: one partition's segments, batch codec, indexes, recovery, retention, transactions.
@@ -34,6 +35,7 @@ pub mod processor;
 pub mod record;
 pub mod server;
 pub mod state;
+pub mod table;
 pub mod topic;
 pub mod wasm;
 pub mod window;

@@ -25,6 +25,7 @@ mod sse;
 mod state;
 mod state_api;
 mod stateful;
+mod tables;
 mod topic_races;
 mod topics;
 mod wasm;

@@ -369,7 +369,10 @@ async fn a_deploy_with_a_bad_window_or_aggregate_says_what_to_fix() {
         (json!({"aggregate": {"op": "avg", "path": "amount"}}), "\"/amount\""),
         (json!({"aggregate": {"op": "median", "path": "/a"}}), "median"),
         (json!({}), "needs a module"),
-        (json!({"module": "sha256:00", "aggregate": {"op": "count"}}), "not both"),
+        (
+            json!({"module": "sha256:00", "aggregate": {"op": "count"}}),
+            "not several",
+        ),
         (
             json!({"aggregate": {"op": "count"}, "window": {"type": "session", "size_ms": 5, "grace_ms": 0}}),
             "size_ms does not apply",

@@ -68,15 +68,16 @@ fn principal_of(state: &AppState, req: &Request) -> Result<Principal, ApiError> 
     .into())
 }
 
-/// The topic and ticket of `GET /v1/topics/{topic}/events?ticket=...`.
+/// The topic and ticket of `GET /v1/topics/{topic}/events?ticket=...` (or of a table's
+/// `/v1/tables/{topic}/events`: a ticket lets its holder read one topic either way).
 fn events_ticket(req: &Request) -> Option<(&str, String)> {
     if req.method() != Method::GET {
         return None;
     }
-    let topic = req
-        .uri()
-        .path()
-        .strip_prefix("/v1/topics/")?
+    let path = req.uri().path();
+    let topic = path
+        .strip_prefix("/v1/topics/")
+        .or_else(|| path.strip_prefix("/v1/tables/"))?
         .strip_suffix("/events")
         .filter(|t| !t.contains('/'))?;
     let ticket = req

@@ -40,6 +40,8 @@ pub enum ApiError {
         store: String,
         key: String,
     },
+    #[error("no row for key {key} in table '{topic}'")]
+    RowNotFound { topic: String, key: String },
     #[error("invalid resume token: {0}")]
     InvalidResumeToken(String),
     #[error("no route for {method} {path}; see docs/api.md for the endpoints")]
@@ -100,7 +102,7 @@ impl ApiError {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::InvalidResumeToken(_) => (StatusCode::BAD_REQUEST, "invalid_resume_token"),
-            Self::KeyNotFound { .. } => (StatusCode::NOT_FOUND, "key_not_found"),
+            Self::KeyNotFound { .. } | Self::RowNotFound { .. } => (StatusCode::NOT_FOUND, "key_not_found"),
             Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),

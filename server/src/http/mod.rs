@@ -17,6 +17,7 @@ mod records;
 pub mod records_in;
 mod sse;
 mod state;
+mod tables;
 mod tickets;
 mod tokens;
 mod topics;
@@ -76,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/processors/{name}/logs", get(processors::logs))
         .route("/v1/processors/{name}/state/{store}", get(state::get))
         .route("/v1/processors/{name}/reset", post(processors::reset))
+        .route("/v1/tables/{topic}", get(tables::get))
+        .route("/v1/tables/{topic}/events", get(tables::events))
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/tickets", post(tickets::issue))

@@ -169,6 +169,8 @@ impl Modify for BearerAuth {
         super::processors::logs,
         super::processors::reset,
         super::state::get,
+        super::tables::get,
+        super::tables::events,
         super::tokens::create,
         super::tokens::list,
         super::tokens::revoke,

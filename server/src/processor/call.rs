@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::aggregate::Aggregator;
+use super::join::{self, JoinSpec, Joined};
 use super::runner::Ctx;
 use super::spec::OnError;
 use super::status::{Status, level_name};
 use crate::log::{NewRecord, RecordView};
 use crate::state::TaskState;
 use crate::state::timers::Fired;
+use crate::table::Table;
 use crate::topic::Chunk;
 use crate::wasm::{CallError, Emitted, Guest, InputRef, TaskRef};
 
@@ -130,6 +132,10 @@ impl Ctx {
             traps: 0,
         };
         if views.is_empty() {
+            return Ok(out);
+        }
+        if let (Some(j), Some((_, table))) = (&self.join, self.tables.first()) {
+            self.join_natively(j, table, partition, &views, &mut out);
             return Ok(out);
         }
         if let (Some(agg), Some(task)) = (&self.aggregate, task) {
@@ -341,6 +347,40 @@ impl Ctx {
                 message: "late: the record came after its windows closed (watermark past end + grace_ms)".into(),
             })
             .collect();
+    }
+
+    /// Runs the declarative join on a batch.
+    fn join_natively(
+        &self,
+        spec: &JoinSpec,
+        table: &Table,
+        partition: u32,
+        views: &[RecordView<'_>],
+        out: &mut Processed,
+    ) {
+        let started = Instant::now();
+        for (i, v) in views.iter().enumerate() {
+            match join::join(spec, table, partition, v) {
+                Joined::Out(record) => out.emitted.push(Emitted {
+                    input: i as u32,
+                    output: None,
+                    record,
+                }),
+                Joined::Dropped => {}
+                Joined::Failed(message) => {
+                    out.failed.push(Failed {
+                        index: i,
+                        offset: v.offset,
+                        record: owned(v),
+                        message,
+                    });
+                    if self.spec.on_error == OnError::Stop {
+                        break;
+                    }
+                }
+            }
+        }
+        self.status.observe_call(started.elapsed().as_micros() as u64);
     }
 
     /// Closes and expires the windows whose timers came due.

@@ -17,6 +17,7 @@ mod call;
 mod deliver;
 pub mod files;
 pub mod function_cache;
+pub mod join;
 mod latency;
 pub mod modules;
 pub mod query;
@@ -38,6 +39,7 @@ use serde::Serialize;
 use start::{Published, Running};
 
 use crate::group::OffsetStore;
+use crate::table::Tables;
 use crate::topic::{TopicError, Topics};
 use crate::wasm::ModuleError;
 pub use modules::{ModuleInfo, ModuleStore};
@@ -172,6 +174,8 @@ struct Inner {
     topics: Topics,
     offsets: OffsetStore,
     modules: ModuleStore,
+    /// Topics read as tables, by the processors that join against them and by HTTP readers.
+    tables: Tables,
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// Deploys hold it shared, a module delete exclusively: a module is never deleted between
     /// a deploy's check and its start.
@@ -205,6 +209,7 @@ impl Processors {
         }
         let this = Self(Arc::new(Inner {
             dir: dir.clone(),
+            tables: Tables::new(topics.clone()),
             topics,
             offsets,
             modules,
@@ -231,6 +236,10 @@ impl Processors {
 
     pub fn modules(&self) -> &ModuleStore {
         &self.0.modules
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.0.tables
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Slot>>> {

@@ -55,6 +55,10 @@ pub struct Ctx {
     pub module: Option<CompiledModule>,
     /// The built-in aggregate, run natively instead of a guest.
     pub aggregate: Option<Aggregator>,
+    /// The declarative join, run natively instead of a guest.
+    pub join: Option<super::join::JoinSpec>,
+    /// The tables it reads (the join's, the module's lookups), by name.
+    pub tables: Vec<(String, Arc<crate::table::Table>)>,
     pub input: Arc<Topic>,
     /// The deployment's outputs, then the window's side topic for late records, if it has one.
     pub outputs: Vec<Arc<Topic>>,

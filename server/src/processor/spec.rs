@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::join::JoinSpec;
 use crate::state::StateLimits;
 use crate::wasm::GuestLimits;
 use crate::window::spec::{AggregateSpec, Late, LateWord, WindowSpec};
@@ -150,7 +151,18 @@ pub struct ProcessorSpec {
     /// Event-time windows of the aggregate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
+    /// A declarative stream-table join, run natively (no module): each JSON record gets the
+    /// table's row for its key under a field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<JoinSpec>,
+    /// Tables (topics read as the latest value per key) the module reads with
+    /// `weir:processor/tables`; each co-partitioned with the input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
 }
+
+/// Most tables one processor reads.
+pub const TABLES_MAX: usize = 16;
 
 fn batch_default() -> usize {
     BATCH_RECORDS_DEFAULT
@@ -183,6 +195,19 @@ impl ProcessorSpec {
             .transpose()
     }
 
+    /// Every table the processor reads: its join's, then those its module looks up.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.join.iter().map(|j| j.table.clone()).collect();
+        all.extend(
+            self.tables
+                .iter()
+                .filter(|t| !all.contains(t))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        all
+    }
+
     /// The side topic of late records, if the window names one.
     pub fn late_topic(&self) -> Option<&str> {
         match self.window.as_ref().map(|w| &w.late) {
@@ -193,19 +218,42 @@ impl ProcessorSpec {
 
     /// Checks what can be checked without the topics, naming the field that is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        match (&self.module, &self.aggregate) {
-            (None, None) => {
+        let kinds = [self.module.is_some(), self.aggregate.is_some(), self.join.is_some()];
+        match kinds.iter().filter(|k| **k).count() {
+            0 => {
                 return Err(
-                    "a processor needs a module (\"module\": \"sha256:...\" from POST /v1/modules) or a built-in aggregate (\"aggregate\": {\"op\": \"count\"})".into(),
+                    "a processor needs a module (\"module\": \"sha256:...\" from POST /v1/modules), a built-in aggregate (\"aggregate\": {\"op\": \"count\"}) or a join (\"join\": {\"table\": \"customers\"})".into(),
                 );
             }
-            (Some(_), Some(_)) => {
-                return Err("a processor has a module or a built-in aggregate, not both".into());
+            1 => {}
+            _ => return Err("a processor has one of module, aggregate and join, not several".into()),
+        }
+        if self.window.is_some() && self.aggregate.is_none() {
+            return Err("window: windows are declared with a built-in aggregate (\"aggregate\")".into());
+        }
+        if !self.tables.is_empty() && self.module.is_none() {
+            return Err(
+                "tables are for a module's lookups (weir:processor/tables); a join names its table in join.table"
+                    .into(),
+            );
+        }
+        if self.tables.len() > TABLES_MAX {
+            return Err(format!("tables lists at most {TABLES_MAX} tables"));
+        }
+        if let Some(j) = &self.join {
+            j.validate()?;
+            if !self.config.is_empty() {
+                return Err("config is for a module's init; a join takes none".into());
             }
-            (Some(_), None) if self.window.is_some() => {
-                return Err("window: windows are declared with a built-in aggregate (\"aggregate\")".into());
-            }
-            _ => {}
+        }
+        if let Some(t) = self
+            .table_names()
+            .iter()
+            .find(|t| **t == self.input || self.outputs.contains(t))
+        {
+            return Err(format!(
+                "table '{t}' is also the processor's input or an output; a table is another topic, read as the latest value per key"
+            ));
         }
         if self.aggregate.is_some() {
             if !self.config.is_empty() {

@@ -109,6 +109,20 @@ impl Processors {
                 "output topic '{o}' belongs to the broker (names starting with '__'): a processor cannot write to it"
             )));
         }
+        for t in spec.table_names() {
+            let table = topics.get(&t).map_err(|_| {
+                invalid(format!("table '{t}' does not exist; a table is a topic read as the latest value per key: create the topic first"))
+            })?;
+            let input = topics.get(&spec.input)?;
+            if table.partitions.len() != input.partitions.len() {
+                return Err(invalid(format!(
+                    "table '{t}' has {} partitions and input '{}' has {}: a join reads the table partition of each input partition, so both need the same partition count (and the same keys)",
+                    table.partitions.len(),
+                    spec.input,
+                    input.partitions.len()
+                )));
+            }
+        }
         if let Some(t) = spec.late_topic()
             && crate::topic::spec::is_internal(t)
         {
@@ -259,6 +273,19 @@ impl Processors {
             }
         };
         let aggregate = spec.aggregator().map_err(ProcessorError::InvalidSpec)?;
+        let mut tables = Vec::new();
+        for t in spec.table_names() {
+            let table = self.0.tables.open(&t).await?;
+            if table.topic.partitions.len() != input.partitions.len() {
+                return Err(ProcessorError::InvalidSpec(format!(
+                    "table '{t}' now has {} partitions and input '{}' has {}; they must match",
+                    table.topic.partitions.len(),
+                    input.name,
+                    input.partitions.len()
+                )));
+            }
+            tables.push((t, table));
+        }
         // Committed offsets belong to one incarnation of the input topic: a topic deleted and
         // created again under the same name starts from the deployment's `start` position.
         let offsets = self.0.dir.join(name).join("offsets");
@@ -280,6 +307,8 @@ impl Processors {
             runtime: self.0.modules.runtime().clone(),
             module,
             aggregate,
+            join: spec.join.clone(),
+            tables,
             input,
             outputs,
             dead_letter,

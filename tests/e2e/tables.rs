@@ -1,0 +1,264 @@
+//! Tables (a topic read as the latest value per key) over HTTP and SSE, and the declarative
+//! stream-table join: enrichment with a table that changes during the run, missing keys under
+//! each policy, a table whose partition count differs refused at deploy, and a table restored
+//! from its topic after `kill -9`.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::access::{secured, token};
+use crate::harness::{Api, Env, SseStream};
+use crate::processors::{deploy, wait_for_records};
+use crate::state::caught_up;
+
+/// Waits until the table `topic` holds `value` (text) for `key`.
+async fn wait_for_row(api: &Api, topic: &str, key: &str, value: &str) {
+    for _ in 0..200 {
+        let (status, row) = api.get(&format!("/v1/tables/{topic}?key={key}")).await;
+        if status == StatusCode::OK && row["value"] == value {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("table {topic} never held {key} = {value}");
+}
+
+fn values(records: &[Value]) -> Vec<Value> {
+    records
+        .iter()
+        .map(|r| serde_json::from_str(r["value"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_join_enriches_orders_with_a_table_that_changes_during_the_run() {
+    let env = Env::start();
+    let api = &env.api;
+    api.create_topic("customers", 2).await;
+    api.create_topic("orders", 2).await;
+    for t in ["enriched", "inner"] {
+        api.create_topic(t, 2).await;
+    }
+    api.produce(
+        "customers",
+        json!([{"key": "c1", "value": {"name": "Ada", "tier": "gold"}},
+               {"key": "c2", "value": {"name": "Bo", "tier": "silver"}},
+               {"key": "c3", "value": "plain text row"}]),
+    )
+    .await;
+    let left = json!({"input": "orders", "outputs": ["enriched"],
+        "join": {"table": "customers", "key": "/customer_id", "as": "customer"}});
+    let (status, body) = deploy(api, "enrich", left).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let inner = json!({"input": "orders", "outputs": ["inner"],
+        "join": {"table": "customers", "missing": "drop"}});
+    let (status, body) = deploy(api, "inner", inner).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let dl = json!({"input": "orders", "outputs": ["enriched-dl"],
+        "join": {"table": "customers", "key": "/customer_id", "missing": "dead_letter"}});
+    api.create_topic("enriched-dl", 2).await;
+    let (status, body) = deploy(api, "strict", dl).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let order = |id: u32, c: &str| json!({"key": c, "value": {"order": id, "customer_id": c}});
+    api.produce(
+        "orders",
+        json!([order(1, "c1"), order(2, "c2"), order(3, "c9"), order(4, "c3")]),
+    )
+    .await;
+    caught_up(api, "enrich").await;
+    // The table changes: c1 moves tier, c2 is deleted.
+    api.produce(
+        "customers",
+        json!([{"key": "c1", "value": {"name": "Ada", "tier": "platinum"}}, {"key": "c2", "value": null}]),
+    )
+    .await;
+    wait_for_row(api, "customers", "c1", r#"{"name":"Ada","tier":"platinum"}"#).await;
+    let (status, body) = api.get("/v1/tables/customers?key=c2").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a tombstone deletes the row: {body}");
+    assert_eq!(body["error"]["code"], "key_not_found");
+    api.produce("orders", json!([order(5, "c1"), order(6, "c2")])).await;
+    let out = wait_for_records(api, "enriched", 6).await;
+    let mut got = values(&out);
+    got.sort_by_key(|v| v["order"].as_u64());
+    assert_eq!(
+        got,
+        [
+            json!({"order": 1, "customer_id": "c1", "customer": {"name": "Ada", "tier": "gold"}}),
+            json!({"order": 2, "customer_id": "c2", "customer": {"name": "Bo", "tier": "silver"}}),
+            json!({"order": 3, "customer_id": "c9", "customer": null}),
+            json!({"order": 4, "customer_id": "c3", "customer": "plain text row"}),
+            json!({"order": 5, "customer_id": "c1", "customer": {"name": "Ada", "tier": "platinum"}}),
+            json!({"order": 6, "customer_id": "c2", "customer": null}),
+        ]
+    );
+    // The key is kept, so the enriched stream stays partitioned as the orders were.
+    assert!(
+        out.iter()
+            .all(|r| r["key"] == values(std::slice::from_ref(r))[0]["customer_id"])
+    );
+    // Joined on the record key, dropping misses: c9 and the deleted c2 are not there.
+    caught_up(api, "inner").await;
+    let mut inner: Vec<u64> = values(&api_all(api, "inner").await)
+        .iter()
+        .map(|v| v["order"].as_u64().unwrap())
+        .collect();
+    inner.sort();
+    assert_eq!(inner, [1, 2, 4, 5]);
+    // Misses as record errors: dead-lettered with the reason.
+    let dlq = wait_for_records(api, "strict-dlq", 2).await;
+    let mut errors: Vec<String> = dlq
+        .iter()
+        .map(|r| r["headers"]["weir-error"].as_str().unwrap().to_owned())
+        .collect();
+    errors.sort();
+    assert!(errors[0].contains("no row for key 'c2'"), "{errors:?}");
+    assert!(errors[1].contains("no row for key 'c9'"), "{errors:?}");
+}
+
+async fn api_all(api: &Api, topic: &str) -> Vec<Value> {
+    let (_, t) = api.get(&format!("/v1/topics/{topic}")).await;
+    let mut out = Vec::new();
+    for p in 0..t["partitions"].as_array().unwrap().len() as u32 {
+        out.extend(api.fetch_all(topic, p, 0).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_join_with_a_table_of_another_partition_count_is_refused_with_the_counts() {
+    let env = Env::start();
+    let api = &env.api;
+    api.create_topic("customers", 3).await;
+    api.create_topic("orders", 2).await;
+    api.create_topic("out", 2).await;
+    let cases = [
+        (
+            json!({"table": "customers"}),
+            "table 'customers' has 3 partitions and input 'orders' has 2",
+        ),
+        (json!({"table": "nope"}), "table 'nope' does not exist"),
+        (json!({"table": "customers", "key": "customer_id"}), "\"/customer_id\""),
+        (json!({"table": "orders"}), "is also the processor's input"),
+    ];
+    for (join, message) in cases {
+        let (status, body) = deploy(api, "j", json!({"input": "orders", "outputs": ["out"], "join": join})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{join}: {body}");
+        let got = body["error"]["message"].as_str().unwrap();
+        assert!(got.contains(message), "{join}: wanted '{message}' in '{got}'");
+    }
+}
+
+#[tokio::test]
+async fn a_table_reads_over_http_and_follows_as_sse_and_is_restored_after_kill_9() {
+    let mut env = Env::start();
+    env.api.create_topic("prices", 2).await;
+    env.api
+        .produce(
+            "prices",
+            json!([{"key": "apple", "value": "1.10"}, {"key": "pear", "value": "0.80"},
+                   {"key": "apple", "value": "1.25"}, {"value": "no key: not a row"}]),
+        )
+        .await;
+    let (status, row) = env.api.get("/v1/tables/prices?key=apple").await;
+    assert_eq!(status, StatusCode::OK, "{row}");
+    assert_eq!(row["value"], "1.25");
+    assert_eq!(row["topic"], "prices");
+    let (_, figures) = env.api.get("/v1/tables/prices").await;
+    assert_eq!(figures["keys"], 2, "{figures}");
+    let (status, body) = env.api.get("/v1/tables/prices?key=kiwi").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("key_not_found"))
+    );
+    let (status, body) = env.api.get("/v1/tables/nope?key=a").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = env.api.get("/v1/tables/prices?key=a&key_b64=YQ==").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = env.api.get("/v1/tables/prices?colour=red").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The rows, `ready`, then each change; a deleted key has a null value.
+    let mut sse = SseStream::open(&env.api, "/v1/tables/prices/events", None).await;
+    let mut rows = Vec::new();
+    loop {
+        let ev = sse.next(Duration::from_secs(5)).await.expect("an event");
+        if ev.comment {
+            continue;
+        }
+        if ev.event == "ready" {
+            break;
+        }
+        assert_eq!(ev.event, "row");
+        let v: Value = serde_json::from_str(&ev.data).unwrap();
+        rows.push((
+            v["key"].as_str().unwrap().to_owned(),
+            v["value"].as_str().unwrap().to_owned(),
+        ));
+    }
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("apple".to_owned(), "1.25".to_owned()),
+            ("pear".to_owned(), "0.80".to_owned())
+        ]
+    );
+    env.api
+        .produce(
+            "prices",
+            json!([{"key": "pear", "value": "0.95"}, {"key": "apple", "value": null}]),
+        )
+        .await;
+    let mut changes = Vec::new();
+    while changes.len() < 2 {
+        let ev = sse.next(Duration::from_secs(5)).await.expect("a change");
+        if ev.event == "row" {
+            let v: Value = serde_json::from_str(&ev.data).unwrap();
+            changes.push((v["key"].as_str().unwrap().to_owned(), v["value"].clone()));
+        }
+    }
+    changes.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        changes,
+        [("apple".to_owned(), Value::Null), ("pear".to_owned(), json!("0.95"))]
+    );
+    // Restored from the topic: the same rows after a kill -9.
+    env.server.kill();
+    env.server.restart();
+    env.api = env.server.client();
+    wait_for_row(&env.api, "prices", "pear", "0.95").await;
+    let (status, _) = env.api.get("/v1/tables/prices?key=apple").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_table_needs_the_topics_read_right_and_a_ticket_opens_its_events() {
+    let (env, admin) = secured();
+    admin.create_topic("prices", 1).await;
+    admin.create_topic("secret", 1).await;
+    admin.produce("prices", json!([{"key": "a", "value": "1"}])).await;
+    let reader = env.api.with_token(&token(&admin, &["topic:prices:read"]).await.0);
+    let (status, row) = reader.get("/v1/tables/prices?key=a").await;
+    assert_eq!((status, row["value"].as_str()), (StatusCode::OK, Some("1")));
+    let (status, body) = reader.get("/v1/tables/secret?key=a").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("topic:secret:read"));
+    let (status, _) = reader.get("/v1/tables/secret/events").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A browser's EventSource cannot send a header: a ticket for the topic opens the table.
+    let (status, t) = reader.post("/v1/tickets", json!({"topic": "prices"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let ticket = t["ticket"].as_str().unwrap();
+    let mut sse = SseStream::open(&env.api, &format!("/v1/tables/prices/events?ticket={ticket}"), None).await;
+    let ev = sse.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(ev.event, "row", "{ev:?}");
+    let (status, _) = env.api.get(&format!("/v1/tables/secret/events?ticket={ticket}")).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a ticket is for one topic, as for its records"
+    );
+    let (status, _) = env.api.get(&format!("/v1/tables/prices?key=a&ticket={ticket}")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a ticket opens event streams only");
+}
