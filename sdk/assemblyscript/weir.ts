@@ -396,6 +396,10 @@ declare function hostSet(store: u32, keyPtr: usize, keyLen: usize, valuePtr: usi
 declare function hostDelete(store: u32, keyPtr: usize, keyLen: usize, ret: usize): void;
 @external("weir:processor/state@0.2.0", "increment")
 declare function hostIncrement(store: u32, keyPtr: usize, keyLen: usize, delta: i64, ret: usize): void;
+@external("weir:processor/tables@0.2.0", "open")
+declare function hostTableOpen(namePtr: usize, nameLen: usize, ret: usize): void;
+@external("weir:processor/tables@0.2.0", "lookup")
+declare function hostTableLookup(table: u32, keyPtr: usize, keyLen: usize, ret: usize): void;
 @external("weir:processor/time@0.2.0", "watermark")
 declare function hostWatermark(ret: usize): void;
 @external("weir:processor/time@0.2.0", "set-timer")
@@ -552,6 +556,31 @@ export function openStore(name: string): Store | null {
   const n = String.UTF8.encode(name);
   hostOpen(changetype<usize>(n), n.byteLength, STATE_RET);
   if (load<u8>(STATE_RET) == 0) return new Store(load<u32>(STATE_RET + 4));
+  lastStateError = takeString(STATE_RET + 4);
+  return null;
+}
+
+/** A table the deployment declares (`"tables": ["customers"]`): a topic read as the latest
+ * value of each key, on the partition this task reads. Read-only. */
+export class Table {
+  constructor(public handle: u32) {}
+
+  /** A copy of the latest value of `key`, or null. */
+  lookup(key: Uint8Array): Uint8Array | null {
+    hostTableLookup(this.handle, key.dataStart, key.byteLength, STATE_RET);
+    if (load<u8>(STATE_RET) == 0) return null;
+    const ptr = load<usize>(STATE_RET + 4);
+    const out = copyOut(ptr, load<usize>(STATE_RET + 8));
+    heap.free(ptr);
+    return out;
+  }
+}
+
+/** The declared table `name` (open it once, in `init`), or null: `stateError()` says why. */
+export function openTable(name: string): Table | null {
+  const n = String.UTF8.encode(name);
+  hostTableOpen(changetype<usize>(n), n.byteLength, STATE_RET);
+  if (load<u8>(STATE_RET) == 0) return new Table(load<u32>(STATE_RET + 4));
   lastStateError = takeString(STATE_RET + 4);
   return null;
 }

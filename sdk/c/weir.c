@@ -396,6 +396,21 @@ const char *weir_store_open(const char *name, weir_store *store) {
     return NULL;
 }
 
+const char *weir_table_open(const char *name, weir_table *table) {
+    packed_processor_string_t n = {(uint8_t *)name, strlen(name)};
+    packed_processor_string_t err;
+    if (!weir_processor_tables_open(&n, &table->handle_, &err)) return host_error(&err);
+    return NULL;
+}
+
+bool weir_table_lookup(weir_table table, weir_bytes key, weir_owned *value) {
+    packed_processor_list_u8_t k = lend(key), v;
+    if (!weir_processor_tables_lookup(table.handle_, &k, &v)) return false;
+    value->ptr = v.ptr;
+    value->len = v.len;
+    return true;
+}
+
 bool weir_store_get(weir_store store, weir_bytes key, weir_owned *value) {
     packed_processor_list_u8_t k = lend(key), v;
     if (!weir_processor_state_get(store.handle_, &k, &v)) return false;

@@ -137,6 +137,18 @@ typedef struct {
 
 void weir_owned_free(weir_owned *bytes);
 
+/* A table the deployment declares (`"tables": ["customers"]`): a topic read as the latest
+ * value of each key, on the partition this task reads. Read-only. */
+typedef struct {
+    uint32_t handle_;
+} weir_table;
+
+/* Opens the declared table `name` (once, in weir_init). NULL on success, else why not. */
+const char *weir_table_open(const char *name, weir_table *table);
+/* Whether the table has a value for `key`; if so it is in `*value` (free it with
+ * weir_owned_free). */
+bool weir_table_lookup(weir_table table, weir_bytes key, weir_owned *value);
+
 /* Opens the declared store `name` (once, in weir_init). NULL on success, else why not. */
 const char *weir_store_open(const char *name, weir_store *store);
 /* Whether `key` has a value; if so it is in `*value` (free it with weir_owned_free). */

@@ -264,9 +264,9 @@ export class Output {
 
 let host = null;
 
-/** Connects the state and time calls to the host (the generated entry module calls it). */
-export function setHost(state, time) {
-  host = { state, time };
+/** Connects the state, time and table calls to the host (the generated entry module calls it). */
+export function setHost(state, time, tables) {
+  host = { state, time, tables };
 }
 
 function hostState() {
@@ -343,6 +343,56 @@ export function store(name) {
     stores.set(name, s);
   }
   return s;
+}
+
+/** A table the deployment declares (`"tables": ["customers"]`): a topic read as the latest
+ * value of each key, on the partition this task reads. Read-only. */
+export class Table {
+  constructor(name) {
+    this.name = name;
+    this.handle = null;
+  }
+
+  h() {
+    if (!host || !host.tables) throw new Error("tables are not available here");
+    if (this.handle === null) this.handle = host.tables.open(this.name);
+    return this.handle;
+  }
+
+  /** The latest value of `key` as a Uint8Array, or null. */
+  lookup(key) {
+    const v = host.tables.lookup(this.h(), asBytes(key, "key"));
+    return v === undefined ? null : v;
+  }
+
+  /** The values of `keys` (an array) in one host call: Uint8Arrays or nulls, in their order. */
+  lookupMany(keys) {
+    return host.tables.lookupMany(this.h(), keys.map((k) => asBytes(k, "key")));
+  }
+
+  /** The value as text, or null. */
+  lookupText(key) {
+    const v = this.lookup(key);
+    return v === null ? null : utf8Decode(v);
+  }
+
+  /** The value parsed as JSON, or null. */
+  lookupJson(key) {
+    const v = this.lookup(key);
+    return v === null ? null : JSON.parse(utf8Decode(v));
+  }
+}
+
+const tables = new Map();
+
+/** The declared table `name` (one object per name). */
+export function table(name) {
+  let t = tables.get(name);
+  if (!t) {
+    t = new Table(name);
+    tables.set(name, t);
+  }
+  return t;
 }
 
 /** The task's watermark: the largest record timestamp processed (ms), or null. */
@@ -479,11 +529,13 @@ globalThis.weir = {
   Output,
   Record,
   Store,
+  Table,
   Timer,
   cancelTimer,
   log,
   setTimer,
   store,
+  table,
   utf8Decode,
   utf8Encode,
   watermark,

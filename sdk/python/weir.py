@@ -256,6 +256,45 @@ class Store:
         return list(_host_state.scan(self._h(), _as_bytes(start, "start"), end, int(limit)))
 
 
+_host_tables = None
+
+
+class Table:
+    """A table the deployment declares (``"tables": ["customers"]``): a topic read as the
+    latest value of each key, on the partition this task reads. Read-only."""
+
+    __slots__ = ("name", "_handle")
+
+    def __init__(self, name):
+        self.name = name
+        self._handle = None
+
+    def _h(self):
+        if self._handle is None:
+            if _host_tables is None:
+                raise StateError("tables are not available here")
+            self._handle = _call(_host_tables.open, self.name)
+        return self._handle
+
+    def lookup(self, key):
+        """The latest value of ``key`` (bytes), or None."""
+        return _host_tables.lookup(self._h(), _as_bytes(key, "key"))
+
+    def lookup_many(self, keys):
+        """The values of ``keys`` in one host call: a list of bytes or None, in their order."""
+        return list(_host_tables.lookup_many(self._h(), [_as_bytes(k, "key") for k in keys]))
+
+    def lookup_text(self, key):
+        """The value as text, or None."""
+        v = self.lookup(key)
+        return None if v is None else v.decode("utf-8")
+
+    def lookup_json(self, key):
+        """The value parsed as JSON, or None."""
+        v = self.lookup(key)
+        return None if v is None else _json.loads(v)
+
+
 class Timer:
     """A timer that came due: ``key`` (bytes), ``at`` (ms), ``domain`` (EVENT_TIME or
     PROCESSING_TIME)."""

@@ -42,6 +42,7 @@ mod error;
 pub mod log;
 pub mod packed;
 pub mod state;
+pub mod tables;
 pub mod testing;
 pub mod time;
 

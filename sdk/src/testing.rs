@@ -72,6 +72,32 @@ pub mod native {
     }
 }
 
+#[doc(hidden)]
+pub mod native_tables {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    type Tables = Vec<(String, BTreeMap<Vec<u8>, Vec<u8>>)>;
+
+    thread_local! {
+        static TABLES: RefCell<Tables> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn with<T>(f: impl FnOnce(&mut Tables) -> T) -> T {
+        TABLES.with(|t| f(&mut t.borrow_mut()))
+    }
+}
+
+/// Gives the test thread's processors table `name` with `rows` (replacing one of that name),
+/// for [`crate::tables::Table`] lookups.
+pub fn set_table(name: &str, rows: &[(&[u8], &[u8])]) {
+    let rows = rows.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    native_tables::with(|t| match t.iter_mut().find(|(n, _)| n == name) {
+        Some(slot) => slot.1 = rows,
+        None => t.push((name.to_owned(), rows)),
+    });
+}
+
 /// Empties the test thread's state: every store, the watermark, the timers.
 ///
 /// ```

@@ -234,6 +234,26 @@ pub const Owned = struct {
     }
 };
 
+/// A table the deployment declares (`"tables": ["customers"]`): a topic read as the latest
+/// value of each key, on the partition this task reads. Read-only.
+pub const Table = struct {
+    raw: c.weir_table,
+
+    /// The declared table `name` (open it once, in `init`).
+    pub fn open(name: [:0]const u8) error{Failed}!Table {
+        var t: c.weir_table = .{ .handle_ = 0 };
+        if (c.weir_table_open(name.ptr, &t)) |e| return refused(e);
+        return .{ .raw = t };
+    }
+
+    /// The latest value of `key`, if the table has one (`free` it).
+    pub fn lookup(self: Table, key: []const u8) ?Owned {
+        var v: c.weir_owned = .{ .ptr = null, .len = 0 };
+        if (!c.weir_table_lookup(self.raw, bytes(key), &v)) return null;
+        return .{ .raw = v };
+    }
+};
+
 /// A keyed state store the deployment declares (`"stores": ["counts"]`). Writes commit with
 /// the outputs of the record that made them; a record that fails loses them.
 pub const Store = struct {

@@ -262,3 +262,65 @@ async fn a_table_needs_the_topics_read_right_and_a_ticket_opens_its_events() {
     let (status, _) = env.api.get(&format!("/v1/tables/prices?key=a&ticket={ticket}")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a ticket opens event streams only");
 }
+
+#[tokio::test]
+async fn the_js_enrich_orders_example_looks_customers_up_in_a_table() {
+    let env = Env::start();
+    let api = &env.api;
+    for t in ["customers", "orders", "orders-enriched"] {
+        api.create_topic(t, 2).await;
+    }
+    api.produce(
+        "customers",
+        json!([{"key": "c1", "value": {"name": "Ada", "tier": "gold"}}, {"key": "c2", "value": {"name": "Bo", "tier": "silver"}}]),
+    )
+    .await;
+    let id = crate::processors::upload(api, &crate::wasm::example_project("js", "enrich-orders")).await;
+    let spec = json!({"module": id, "input": "orders", "outputs": ["orders-enriched"], "tables": ["customers"],
+        "dead_letter_topic": "orders-dlq"});
+    let (status, body) = deploy(api, "enrich-orders", spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let order = |id: u32, c: &str| json!({"key": c, "value": {"order": id, "customer_id": c}});
+    api.produce("orders", json!([order(1, "c1"), order(2, "c2"), order(3, "c9")]))
+        .await;
+    caught_up(api, "enrich-orders").await;
+    api.produce(
+        "customers",
+        json!([{"key": "c2", "value": {"name": "Bo", "tier": "gold"}}]),
+    )
+    .await;
+    wait_for_row(api, "customers", "c2", r#"{"name":"Bo","tier":"gold"}"#).await;
+    api.produce("orders", json!([order(4, "c2"), {"key": "c1", "value": {"order": 5}}]))
+        .await;
+    let out = wait_for_records(api, "orders-enriched", 4).await;
+    let mut got = values(&out);
+    got.sort_by_key(|v| v["order"].as_u64());
+    assert_eq!(
+        got,
+        [
+            json!({"order": 1, "customer_id": "c1", "customer": {"name": "Ada", "tier": "gold"}, "priority": true}),
+            json!({"order": 2, "customer_id": "c2", "customer": {"name": "Bo", "tier": "silver"}, "priority": false}),
+            json!({"order": 3, "customer_id": "c9", "customer": null, "priority": false}),
+            json!({"order": 4, "customer_id": "c2", "customer": {"name": "Bo", "tier": "gold"}, "priority": true}),
+        ]
+    );
+    let dlq = wait_for_records(api, "orders-dlq", 1).await;
+    assert!(
+        dlq[0]["headers"]["weir-error"]
+            .as_str()
+            .unwrap()
+            .contains("needs a customer_id")
+    );
+    // A module that looks up a table it did not declare is told which ones it has.
+    let undeclared =
+        json!({"module": id, "input": "orders", "outputs": ["orders-enriched"], "dead_letter_topic": "orders-dlq"});
+    let (status, body) = deploy(api, "enrich-orders", undeclared).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    api.produce("orders", json!([order(6, "c1")])).await;
+    let dlq = wait_for_records(api, "orders-dlq", 2).await;
+    let error = dlq[1]["headers"]["weir-error"].as_str().unwrap();
+    assert!(
+        error.contains("no table 'customers'") && error.contains("\"tables\""),
+        "{error}"
+    );
+}

@@ -97,6 +97,10 @@ pub struct DeployArgs {
     /// A keyed state store the processor uses (repeatable; adds to processor.toml's stores).
     #[arg(long = "store")]
     stores: Vec<String>,
+    /// A table (a topic read as the latest value per key) the processor looks up (repeatable;
+    /// adds to processor.toml's tables).
+    #[arg(long = "table")]
+    tables: Vec<String>,
     /// exactly_once (default) or at_least_once.
     #[arg(long)]
     guarantee: Option<String>,
@@ -283,6 +287,11 @@ async fn deploy(client: &Client, a: DeployArgs) -> anyhow::Result<()> {
     stores.extend(a.stores.iter().filter(|s| !defaults.stores.contains(s)).cloned());
     if !stores.is_empty() {
         spec["stores"] = json!(stores);
+    }
+    let mut tables = defaults.tables.clone();
+    tables.extend(a.tables.iter().filter(|t| !defaults.tables.contains(t)).cloned());
+    if !tables.is_empty() {
+        spec["tables"] = json!(tables);
     }
     if let Some(g) = a.guarantee.or(defaults.guarantee.clone()) {
         spec["guarantee"] = json!(g);

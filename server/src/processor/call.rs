@@ -69,6 +69,7 @@ impl Ctx {
                 task.cloned(),
             )
             .await?;
+        guest.set_tables(partition, self.tables.clone());
         let config: Vec<(String, String)> = self.spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         guest.init(&config).await?;
         Ok(guest)

@@ -67,6 +67,7 @@ pub mod v02 {
                 "weir:processor/host": super::typed::weir::processor::host,
                 "weir:processor/state": super::typed::weir::processor::state,
                 "weir:processor/time": super::typed::weir::processor::time,
+                "weir:processor/tables": super::typed::weir::processor::tables,
                 "weir:processor/types": crate::wasm::bindings::v01::typed::weir::processor::types,
             },
         });
@@ -82,6 +83,7 @@ pub mod v02 {
                 "weir:processor/host": super::typed::weir::processor::host,
                 "weir:processor/state": super::typed::weir::processor::state,
                 "weir:processor/time": super::typed::weir::processor::time,
+                "weir:processor/tables": super::typed::weir::processor::tables,
                 "weir:processor/types": crate::wasm::bindings::v01::typed::weir::processor::types,
             },
         });

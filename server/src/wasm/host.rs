@@ -107,6 +107,44 @@ impl p2::state::Host for GuestState {
     }
 }
 
+impl p2::tables::Host for GuestState {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<u32, String>> {
+        Ok(match self.tables.iter().position(|(n, _)| *n == name) {
+            Some(i) => Ok(i as u32),
+            None if self.tables.is_empty() => Err(format!(
+                "no table '{name}': the deployment declares no tables (add \"tables\": [\"{name}\"])"
+            )),
+            None => Err(format!(
+                "no table '{name}': the deployment declares {}",
+                self.tables
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        })
+    }
+
+    fn lookup(&mut self, table: u32, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+        let (_, t) = self
+            .tables
+            .get(table as usize)
+            .ok_or_else(|| wasmtime::Error::msg(format!("table handle {table} was not opened")))?;
+        Ok(t.lookup(self.partition, &key).map(|v| v.to_vec()))
+    }
+
+    fn lookup_many(&mut self, table: u32, keys: Vec<Vec<u8>>) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
+        let (_, t) = self
+            .tables
+            .get(table as usize)
+            .ok_or_else(|| wasmtime::Error::msg(format!("table handle {table} was not opened")))?;
+        Ok(keys
+            .iter()
+            .map(|k| t.lookup(self.partition, k).map(|v| v.to_vec()))
+            .collect())
+    }
+}
+
 fn domain(d: p2::time::Domain) -> Domain {
     match d {
         p2::time::Domain::EventTime => Domain::EventTime,

@@ -132,6 +132,7 @@ impl WasmRuntime {
             v02::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
             v02::state::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
             v02::time::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+            v02::tables::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         }
         spawn_epoch_ticker(&engine, Duration::from_millis(config.epoch_tick_ms));
         Ok(Self {

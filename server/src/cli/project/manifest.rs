@@ -76,6 +76,9 @@ pub struct Deploy {
     /// Keyed state stores.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stores: Vec<String>,
+    /// Tables (topics read as the latest value per key) the processor looks up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
     /// `exactly_once` or `at_least_once`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guarantee: Option<String>,

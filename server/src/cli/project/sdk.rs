@@ -24,6 +24,7 @@ const RUST_FILES: &[(&str, &str)] = &[
     ("src/log.rs", include_str!("../../../../sdk/src/log.rs")),
     ("src/rt.rs", include_str!("../../../../sdk/src/rt.rs")),
     ("src/state.rs", include_str!("../../../../sdk/src/state.rs")),
+    ("src/tables.rs", include_str!("../../../../sdk/src/tables.rs")),
     ("src/testing.rs", include_str!("../../../../sdk/src/testing.rs")),
     ("src/time.rs", include_str!("../../../../sdk/src/time.rs")),
     ("src/packed/mod.rs", include_str!("../../../../sdk/src/packed/mod.rs")),
@@ -68,11 +69,13 @@ from wit_world import exports
 from wit_world.imports import host as _host
 from wit_world.imports import state as _state
 from wit_world.imports import time as _time
+from wit_world.imports import tables as _tables
 from wit_world.imports.types import ProcessError
 
 weir._host_log = lambda level, message: _host.log(_host.Level(level), message)
 weir._host_state = _state
 weir._host_time = _time
+weir._host_tables = _tables
 weir._Err = Err
 
 
@@ -111,10 +114,11 @@ import { readConfig, run, runTimers, setHost, setHostLog } from "./weir.js";
 import { log as hostLog } from "weir:processor/host@0.2.0";
 import * as state from "weir:processor/state@0.2.0";
 import * as time from "weir:processor/time@0.2.0";
+import * as tables from "weir:processor/tables@0.2.0";
 import * as user from "../../processor.js";
 
 setHostLog(hostLog);
-setHost(state, time);
+setHost(state, time, tables);
 
 export const packedBatchProcessor = {
   init(config) {
