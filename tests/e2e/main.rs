@@ -15,6 +15,7 @@ mod hostile_http;
 mod languages;
 mod openapi_conformance;
 mod ops;
+mod pipelines;
 mod processor_lifecycle;
 mod processor_test;
 mod processors;

@@ -4,6 +4,7 @@
 mod bench;
 mod client;
 mod consume;
+mod pipeline;
 mod processor;
 mod processor_test;
 mod produce;
@@ -68,6 +69,13 @@ enum Command {
         #[command(subcommand)]
         command: processor::ProcessorCommand,
     },
+    /// Deploy several processors and the topics between them from one file; show their lag.
+    Pipeline {
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(subcommand)]
+        command: pipeline::PipelineCommand,
+    },
     /// Create, list and revoke API tokens (admin).
     Token {
         #[command(flatten)]
@@ -118,6 +126,7 @@ pub fn main() -> ExitCode {
             Command::Consume(args) => consume::run(args).await,
             Command::Bench { server, command } => bench::run(&server.client()?, command).await,
             Command::Processor { server, command } => processor::run(&server.client()?, command).await,
+            Command::Pipeline { server, command } => pipeline::run(&server.client()?, command).await,
         }
     });
     // Everything that had to finish did (a server flushed and marked its stop clean): don't

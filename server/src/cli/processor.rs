@@ -61,6 +61,10 @@ pub struct BuildArgs {
 pub struct DeployArgs {
     /// The processor's name (default: the project's).
     name: Option<String>,
+    /// Deploy every processor of a pipeline file (TOML or YAML) instead, making the topics
+    /// between them; see `weir pipeline`.
+    #[arg(long, conflicts_with_all = ["name", "wasm", "input", "outputs"])]
+    pipeline: Option<PathBuf>,
     /// The component (.wasm) to upload (default: build the project).
     #[arg(long)]
     wasm: Option<PathBuf>,
@@ -192,7 +196,7 @@ pub async fn run(client: &Client, command: ProcessorCommand) -> anyhow::Result<(
 
 /// Prints rows as columns as wide as their widest cell: text left-aligned, the columns from
 /// `numbers_from` on right-aligned.
-fn print_table<const N: usize>(rows: &[[String; N]], numbers_from: usize) {
+pub(super) fn print_table<const N: usize>(rows: &[[String; N]], numbers_from: usize) {
     let mut widths = [0usize; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -222,6 +226,9 @@ fn needs_project(a: &DeployArgs) -> bool {
 }
 
 async fn deploy(client: &Client, a: DeployArgs) -> anyhow::Result<()> {
+    if let Some(file) = &a.pipeline {
+        return super::pipeline::deploy(client, file).await;
+    }
     let project = if needs_project(&a) {
         let dir = a.project.clone();
         let opened = project::Project::open(&dir)
