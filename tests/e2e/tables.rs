@@ -324,3 +324,44 @@ async fn the_js_enrich_orders_example_looks_customers_up_in_a_table() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_join_needs_read_on_its_table_so_it_cannot_copy_a_topic_its_deployer_cannot_read() {
+    let (env, admin) = secured();
+    for t in ["orders", "out", "salaries"] {
+        admin.create_topic(t, 1).await;
+    }
+    let deployer = env.api.with_token(
+        &token(
+            &admin,
+            &[
+                "processor:j:deploy",
+                "topic:orders:read",
+                "topic:out:write",
+                "topic:j-dlq:admin",
+            ],
+        )
+        .await
+        .0,
+    );
+    let spec = json!({"input": "orders", "outputs": ["out"], "join": {"table": "salaries"}});
+    let (status, body) = deploy(&deployer, "j", spec.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("topic:salaries:read"),
+        "{body}"
+    );
+    let late = json!({"input": "orders", "outputs": ["out"], "aggregate": {"op": "count"},
+        "window": {"type": "tumbling", "size_ms": 1000, "grace_ms": 0, "late": {"topic": "late"}}});
+    let (status, body) = deploy(&deployer, "j", late).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "creating the late topic takes admin: {body}"
+    );
+    let (status, body) = deploy(&admin, "j", spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

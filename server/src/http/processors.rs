@@ -47,7 +47,8 @@ pub async fn deploy(
 }
 
 /// A processor reads and writes topics on behalf of whoever deployed it: that principal must
-/// hold those rights itself (and the right to create the dead-letter topic if it is missing).
+/// hold those rights itself (and the right to create the dead-letter or late-records topic if
+/// it is missing), read on the tables it joins against included.
 fn require_topics(state: &AppState, p: &Principal, name: &str, spec: &ProcessorSpec) -> Result<(), ApiError> {
     p.require(Resource::Topic, &spec.input, Action::Read)?;
     for o in &spec.outputs {
@@ -61,6 +62,18 @@ fn require_topics(state: &AppState, p: &Principal, name: &str, spec: &ProcessorS
             Action::Admin
         };
         p.require(Resource::Topic, &dlq, action)?;
+    }
+    // A table is read for the processor like its input: a join would copy it to an output.
+    for t in spec.table_names() {
+        p.require(Resource::Topic, &t, Action::Read)?;
+    }
+    if let Some(late) = spec.late_topic() {
+        let action = if state.topics.get(late).is_ok() {
+            Action::Write
+        } else {
+            Action::Admin
+        };
+        p.require(Resource::Topic, late, action)?;
     }
     Ok(())
 }

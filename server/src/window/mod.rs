@@ -5,7 +5,7 @@
 //!
 //! Every window is half-open, `[start, end)`, whatever its type: a session's end is one past
 //! its last record. A window closes when the watermark reaches `end + grace` (a session's when
-//! it reaches `end - 1 + gap + grace`: until then a record could still extend it).
+//! it reaches `end + gap + grace`: until then a record could still extend it).
 
 pub mod agg;
 pub mod spec;

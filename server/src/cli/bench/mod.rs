@@ -59,6 +59,10 @@ pub struct ProduceBench {
     /// words (`w0`, `w1`, ...), all of them used (a word count's input).
     #[arg(long)]
     keys: Option<u64>,
+    /// With --keys: each value is a JSON object, `{"id": WORD, "amount": N}` (for joins and
+    /// aggregates over a path).
+    #[arg(long, requires = "keys")]
+    json_values: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,8 +185,13 @@ pub(super) async fn produce(client: &Client, b: ProduceBench) -> anyhow::Result<
                     .map(|r| {
                         let records: Vec<Value> = (0..b.batch as u64)
                             .map(|i| {
-                                let w = format!("w{}", (r * per_round + c as u64 * b.batch as u64 + i) % keys);
-                                json!({ "key": w, "value": w })
+                                let n = r * per_round + c as u64 * b.batch as u64 + i;
+                                let w = format!("w{}", n % keys);
+                                if b.json_values {
+                                    json!({ "key": w, "value": { "id": w, "amount": n % 100 } })
+                                } else {
+                                    json!({ "key": w, "value": w })
+                                }
                             })
                             .collect();
                         serde_json::to_vec(&json!({ "records": records })).map(bytes::Bytes::from)

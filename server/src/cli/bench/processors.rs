@@ -161,7 +161,7 @@ pub struct GuestBench {
 #[derive(Debug, clap::Args)]
 pub struct ProcessorBench {
     /// The component to deploy (an identity processor measures the pipeline itself).
-    #[arg(long, required_unless_present = "aggregate")]
+    #[arg(long, required_unless_present_any = ["aggregate", "join_table_keys"])]
     wasm: Option<std::path::PathBuf>,
     /// A built-in aggregate to deploy instead of a component: count, sum, min, max, avg or
     /// count_distinct (the last five over `--path`).
@@ -176,6 +176,10 @@ pub struct ProcessorBench {
     /// The window's emission: update or final.
     #[arg(long, default_value = "final")]
     emit: String,
+    /// A declarative join (no module) against a table of this many keys, filled first; the
+    /// input's keys (--keys) are looked up in it.
+    #[arg(long, conflicts_with_all = ["wasm", "aggregate"], requires = "keys")]
+    join_table_keys: Option<u64>,
     #[arg(long, default_value_t = 2_000_000)]
     records: u64,
     #[arg(long, default_value_t = 100)]
@@ -326,9 +330,32 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
             partitions: b.partitions,
             fsync: b.fsync.clone(),
             keys: b.keys,
+            json_values: b.join_table_keys.is_some() || b.path.is_some(),
         },
     )
     .await?;
+    let table = format!("bench-ptable-{tag}");
+    if let Some(keys) = b.join_table_keys {
+        produce(
+            client,
+            ProduceBench {
+                topic: Some(table.clone()),
+                records: keys,
+                record_size: b.record_size,
+                batch: 1000,
+                connections: 4,
+                partitions: b.partitions,
+                fsync: b.fsync.clone(),
+                keys: Some(keys),
+                json_values: true,
+            },
+        )
+        .await?;
+        // Materialized before the clock starts: what is measured is the join.
+        client
+            .json(client.request(Method::GET, &format!("/v1/tables/{table}")))
+            .await?;
+    }
     let stop = tokio_util::sync::CancellationToken::new();
     let hostile = match &b.hostile {
         Some(wasm) => Some(start_hostile(client, &b, wasm, tag, stop.clone()).await?),
@@ -341,6 +368,7 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
     let mut spec = json!({ "input": input, "outputs": [output],
         "batch_records_max": b.batch_records_max, "stores": b.stores, "guarantee": b.guarantee });
     match (&b.wasm, &b.aggregate) {
+        _ if b.join_table_keys.is_some() => spec["join"] = json!({"table": table}),
         (Some(wasm), _) => spec["module"] = upload(client, wasm).await?["id"].clone(),
         (None, Some(op)) => {
             spec["aggregate"] = json!({"op": op, "path": b.path});
@@ -400,6 +428,7 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
             .await?;
     }
     let what = match (&b.wasm, &b.aggregate) {
+        _ if b.join_table_keys.is_some() => format!("join against a table of {} keys", b.join_table_keys.unwrap_or(0)),
         (Some(w), _) => format!("module {}", w.display()),
         (None, a) => format!(
             "built-in {} {}",
