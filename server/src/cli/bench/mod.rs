@@ -169,44 +169,53 @@ pub(super) async fn produce(client: &Client, b: ProduceBench) -> anyhow::Result<
     let started = Instant::now();
     let mut workers = Vec::new();
     let connections = b.connections.max(1);
+    // Keyed words: body `n` holds keys `n * batch ..`, and request `n` of the run sends body
+    // `n % bodies`, so every key is sent once before any is sent twice.
+    let keyed: Option<Arc<Vec<bytes::Bytes>>> = match b.keys {
+        None => None,
+        Some(keys) => {
+            let count = keys.div_ceil(b.batch as u64).max(1);
+            let bodies: Vec<bytes::Bytes> = (0..count)
+                .map(|body| {
+                    let records: Vec<Value> = (0..b.batch as u64)
+                        .map(|i| {
+                            let n = body * b.batch as u64 + i;
+                            let w = format!("w{}", n % keys);
+                            if b.json_values {
+                                json!({ "key": w, "value": { "id": w, "amount": n % 100 } })
+                            } else {
+                                json!({ "key": w, "value": w })
+                            }
+                        })
+                        .collect();
+                    serde_json::to_vec(&json!({ "records": records })).map(bytes::Bytes::from)
+                })
+                .collect::<Result<_, _>>()?;
+            Some(Arc::new(bodies))
+        }
+    };
     for c in 0..connections {
-        // One body per request of a round, so that keyed words cover every key.
-        let bodies: Vec<bytes::Bytes> = match b.keys {
+        let bodies: Arc<Vec<bytes::Bytes>> = match &keyed {
+            Some(k) => Arc::clone(k),
             None => {
                 let records: Vec<Value> = (0..b.batch)
                     .map(|i| json!({ "value": payload(b.record_size, (c * b.batch + i) as u64) }))
                     .collect();
-                vec![bytes::Bytes::from(serde_json::to_vec(&json!({ "records": records }))?)]
-            }
-            Some(keys) => {
-                let per_round = (connections * b.batch) as u64;
-                let rounds = keys.div_ceil(per_round).max(1);
-                (0..rounds)
-                    .map(|r| {
-                        let records: Vec<Value> = (0..b.batch as u64)
-                            .map(|i| {
-                                let n = r * per_round + c as u64 * b.batch as u64 + i;
-                                let w = format!("w{}", n % keys);
-                                if b.json_values {
-                                    json!({ "key": w, "value": { "id": w, "amount": n % 100 } })
-                                } else {
-                                    json!({ "key": w, "value": w })
-                                }
-                            })
-                            .collect();
-                        serde_json::to_vec(&json!({ "records": records })).map(bytes::Bytes::from)
-                    })
-                    .collect::<Result<_, _>>()?
+                Arc::new(vec![bytes::Bytes::from(serde_json::to_vec(
+                    &json!({ "records": records }),
+                )?)])
             }
         };
         let (http, url, next) = (client.separate_http()?, url.clone(), Arc::clone(&next));
         workers.push(tokio::spawn(async move {
             let mut h = histogram();
-            let mut sent = 0usize;
-            while next.fetch_add(1, Ordering::Relaxed) < requests {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= requests {
+                    break;
+                }
                 let t = Instant::now();
-                let body = bodies[sent % bodies.len()].clone();
-                sent += 1;
+                let body = bodies[n as usize % bodies.len()].clone();
                 let resp = http
                     .post(&url)
                     .header("content-type", "application/json")
