@@ -440,3 +440,77 @@ async fn a_record_without_the_field_goes_to_the_dead_letter_topic_and_the_rest_c
     let last: Value = serde_json::from_str(out.last().unwrap()["value"].as_str().unwrap()).unwrap();
     assert_eq!(last, json!({"key": "a", "sum": 7.5}));
 }
+
+/// The last value of each key on `topic`, as JSON.
+async fn last_per_key(api: &Api, topic: &str) -> BTreeMap<String, Value> {
+    let (_, t) = api.get(&format!("/v1/topics/{topic}")).await;
+    let mut out = BTreeMap::new();
+    for p in 0..t["partitions"].as_array().unwrap().len() as u32 {
+        for r in api.fetch_all(topic, p, 0).await {
+            let v: Value = serde_json::from_str(r["value"].as_str().unwrap()).unwrap();
+            out.insert(r["key"].as_str().unwrap().to_owned(), v);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn built_in_aggregates_give_the_wasm_examples_answers_on_the_same_input() {
+    let env = Env::start();
+    let api = &env.api;
+    for t in [
+        "words",
+        "wasm-counts",
+        "builtin-counts",
+        "readings",
+        "wasm-averages",
+        "builtin-averages",
+    ] {
+        api.create_topic(t, 2).await;
+    }
+    let wc = crate::processors::upload(api, &crate::wasm::example("wordcount")).await;
+    let spec = json!({"module": wc, "input": "words", "outputs": ["wasm-counts"], "stores": ["counts"]});
+    assert_eq!(deploy(api, "wasm-wc", spec).await.0, StatusCode::CREATED);
+    let spec = json!({"input": "words", "outputs": ["builtin-counts"], "aggregate": {"op": "count"}});
+    assert_eq!(deploy(api, "builtin-wc", spec).await.0, StatusCode::CREATED);
+    let avg = crate::processors::upload(api, &crate::wasm::example_project("python", "running-average")).await;
+    let spec = json!({"module": avg, "input": "readings", "outputs": ["wasm-averages"], "stores": ["sums"],
+        "config": {"field": "temp"}});
+    assert_eq!(deploy(api, "wasm-avg", spec).await.0, StatusCode::CREATED);
+    let spec =
+        json!({"input": "readings", "outputs": ["builtin-averages"], "aggregate": {"op": "avg", "path": "/temp"}});
+    assert_eq!(deploy(api, "builtin-avg", spec).await.0, StatusCode::CREATED);
+    let evs = stream(base(), 600);
+    let words: Vec<Value> = evs
+        .iter()
+        .map(|e| {
+            let w = format!("w{}", e.amount.rem_euclid(37));
+            json!({"key": w, "value": w})
+        })
+        .collect();
+    let readings: Vec<Value> = evs
+        .iter()
+        .map(|e| json!({"key": KEYS[e.key], "value": {"temp": e.amount}}))
+        .collect();
+    for (w, r) in words.chunks(100).zip(readings.chunks(100)) {
+        api.produce("words", Value::Array(w.to_vec())).await;
+        api.produce("readings", Value::Array(r.to_vec())).await;
+    }
+    for p in ["wasm-wc", "builtin-wc", "wasm-avg", "builtin-avg"] {
+        caught_up(api, p).await;
+    }
+    let wasm = last_per_key(api, "wasm-counts").await;
+    let builtin = last_per_key(api, "builtin-counts").await;
+    assert_eq!(wasm.len(), 37);
+    for (k, n) in &wasm {
+        assert_eq!(builtin[k]["count"], *n, "{k}");
+    }
+    let wasm = last_per_key(api, "wasm-averages").await;
+    let builtin = last_per_key(api, "builtin-averages").await;
+    assert_eq!(wasm.len(), KEYS.len());
+    for (k, v) in &wasm {
+        assert_eq!(builtin[k]["count"], v["count"], "{k}");
+        let (a, b) = (builtin[k]["avg"].as_f64().unwrap(), v["average"].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-9, "{k}: {a} vs {b}");
+    }
+}
