@@ -123,6 +123,43 @@ fn a_yaml_pipeline_deploys_the_same_and_a_bad_file_says_what_to_fix() {
         out.contains("topic clicks: created") && out.contains("processor counts: clicks -> clicks-per-key"),
         "{out}"
     );
+    // Nothing is made when a stage is wrong: the file is checked first.
+    let half = dir.path().join("half.toml");
+    std::fs::write(
+        &half,
+        "[[processors]]\nname = \"h1\"\ninput = \"h-in\"\noutputs = [\"h-out\"]\naggregate = { op = \"count\" }\n\n[[processors]]\nname = \"h2\"\ninput = \"h-out\"\noutputs = [\"h-sum\"]\naggregate = { op = \"sum\", path = \"amount\" }\n",
+    )
+    .unwrap();
+    let out = weir(&url, &["pipeline", "deploy", half.to_str().unwrap()], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("processor 'h2'") && err.contains("\"/amount\""),
+        "{err}"
+    );
+    let topics = ok(&weir(&url, &["topic", "list"], None));
+    assert!(!topics.contains("h-in"), "nothing was made: {topics}");
+    let out = weir(&url, &["pipeline", "status", half.to_str().unwrap()], None);
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !out.status.success() && stdout.contains("h1     missing") && err.contains("'h1' is not deployed"),
+        "{stdout}{err}"
+    );
+    // A topic keeps its partitions: a file that declares others is refused.
+    let clash = dir.path().join("clash.yaml");
+    std::fs::write(
+        &clash,
+        "topics:\n  - {name: clicks, partitions: 3}\nprocessors:\n  - {name: c2, input: clicks, outputs: [c2-out], aggregate: {op: count}}\n",
+    )
+    .unwrap();
+    let out = weir(&url, &["pipeline", "deploy", clash.to_str().unwrap()], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("topic 'clicks' exists with 1 partitions, and the file declares 3"),
+        "{err}"
+    );
     let bad = [
         ("a.json", "{}", "ends in .toml, .yaml or .yml"),
         ("b.toml", "[[processors]]\ninput = \"x\"\n", "needs a name"),

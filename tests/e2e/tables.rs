@@ -365,3 +365,32 @@ async fn a_join_needs_read_on_its_table_so_it_cannot_copy_a_topic_its_deployer_c
     let (status, body) = deploy(&admin, "j", spec).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+#[tokio::test]
+async fn a_join_whose_table_is_deleted_stops_and_says_why() {
+    let env = Env::start();
+    let api = &env.api;
+    for t in ["customers", "orders", "out"] {
+        api.create_topic(t, 1).await;
+    }
+    let spec = json!({"input": "orders", "outputs": ["out"], "join": {"table": "customers"}});
+    assert_eq!(deploy(api, "j", spec).await.0, StatusCode::CREATED);
+    caught_up(api, "j").await;
+    let (status, _) = api.call(reqwest::Method::DELETE, "/v1/topics/customers", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for _ in 0..200 {
+        let (_, view) = api.get("/v1/processors/j").await;
+        if view["state"] == "failed" {
+            assert!(
+                view["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("table 'customers' was deleted"),
+                "{view}"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the join kept running on a deleted table");
+}

@@ -91,15 +91,26 @@ fn brute_force(kind: &str, evs: &[Ev], finals_only: bool) -> Windows {
             }
         }
         "sliding" => {
+            // Late once the last window that could hold a record, [t, t + size), closed; a
+            // window exists if it was open when made: the one ending at a record when it
+            // arrives, the one after it when the first record after it (within size) is there.
             let taken: Vec<(usize, &Ev)> = evs
                 .iter()
                 .enumerate()
-                .filter(|(i, e)| e.t + 1 + GRACE > marks[*i])
+                .filter(|(i, e)| e.t + SIZE + GRACE > marks[*i])
                 .collect();
-            for (_, e) in &taken {
-                // The window ending at each record, and the one just after it.
-                for start in [e.t - SIZE + 1, e.t + 1] {
+            for &(i, e) in &taken {
+                let after = taken
+                    .iter()
+                    .filter(|(_, y)| y.key == e.key && e.t < y.t && y.t <= e.t + SIZE)
+                    .map(|(j, _)| (*j).max(i))
+                    .min();
+                for (start, made) in [(e.t - SIZE + 1, Some(i)), (e.t + 1, after)] {
                     let end = start + SIZE;
+                    let Some(made) = made else { continue };
+                    if end + GRACE <= marks[made] {
+                        continue;
+                    }
                     let members: Vec<i64> = taken
                         .iter()
                         .filter(|(j, x)| x.key == e.key && start <= x.t && x.t < end && end + GRACE > marks[*j])
@@ -349,6 +360,89 @@ async fn idle_moves_a_quiet_partitions_watermark_so_its_last_window_closes() {
     let out = wait_for_records(api, "per-second", 1).await;
     let v: Value = serde_json::from_str(out[0]["value"].as_str().unwrap()).unwrap();
     assert_eq!(v, json!({"key": "s", "start": t, "end": t + 1000, "max": 7.5}));
+    // A record after the quiet spell is judged against the clock the spell moved on: its
+    // window [t+1000, t+2000) had closed by the time it came, so it is late.
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    while wall() < t + 2600 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    api.produce(
+        "readings",
+        json!([{"key": "s", "timestamp": t + 1500, "value": {"v": 1}}]),
+    )
+    .await;
+    let view = caught_up(api, "quiet").await;
+    assert_eq!(view["late"], 1, "{view}");
+}
+
+#[tokio::test]
+async fn windows_due_at_once_beyond_one_round_of_timers_all_close() {
+    let env = Env::start();
+    let api = &env.api;
+    api.create_topic("clicks", 1).await;
+    api.create_topic("per-window", 1).await;
+    // One record per call, so a round of timers (16 calls) closes 16 windows at most.
+    let spec = json!({"input": "clicks", "outputs": ["per-window"], "batch_records_max": 1,
+        "aggregate": {"op": "count"}, "window": {"type": "tumbling", "size_ms": 1000, "grace_ms": 0, "emit": "final"}});
+    assert_eq!(deploy(api, "many", spec).await.0, StatusCode::CREATED);
+    let t0 = base();
+    let records: Vec<Value> = (0..50)
+        .map(|k| json!({"key": format!("k{k}"), "timestamp": t0, "value": 1}))
+        .collect();
+    api.produce("clicks", Value::Array(records)).await;
+    caught_up(api, "many").await;
+    api.produce(
+        "clicks",
+        json!([{"key": "late-comer", "timestamp": t0 + 5000, "value": 1}]),
+    )
+    .await;
+    let out = wait_for_records(api, "per-window", 50).await;
+    assert_eq!(out.len(), 50);
+}
+
+#[tokio::test]
+async fn a_redeploy_that_changes_the_aggregate_is_refused_until_the_state_is_reset() {
+    let env = Env::start();
+    let api = &env.api;
+    api.create_topic("in", 1).await;
+    api.create_topic("out", 1).await;
+    let count = json!({"input": "in", "outputs": ["out"], "aggregate": {"op": "count"}});
+    assert_eq!(deploy(api, "agg", count.clone()).await.0, StatusCode::CREATED);
+    api.produce("in", json!([{"key": "k", "value": {"v": 1}}])).await;
+    caught_up(api, "agg").await;
+    let distinct = json!({"input": "in", "outputs": ["out"], "aggregate": {"op": "count_distinct", "path": "/v"}});
+    let (status, body) = deploy(api, "agg", distinct.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/processors/agg/reset"),
+        "{body}"
+    );
+    // What does not touch the state may change: the emission, a window's lateness policy.
+    let (status, body) = deploy(api, "agg", count).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .post("/v1/processors/agg/reset", json!({"to": "latest", "state": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = deploy(api, "agg", distinct).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    api.produce(
+        "in",
+        json!([{"key": "k", "value": {"v": 1}}, {"key": "k", "value": {"v": 2}}]),
+    )
+    .await;
+    caught_up(api, "agg").await;
+    let last = all(api, "out").await;
+    let v: Value = serde_json::from_str(last.last().unwrap()["value"].as_str().unwrap()).unwrap();
+    assert_eq!(v, json!({"key": "k", "count_distinct": 2}));
 }
 
 #[tokio::test]

@@ -145,20 +145,57 @@ pub async fn run(client: &Client, command: PipelineCommand) -> anyhow::Result<()
     }
 }
 
-async fn exists(client: &Client, topic: &str) -> anyhow::Result<bool> {
+/// The partition count of `topic` if it exists.
+async fn partitions_of(client: &Client, topic: &str) -> anyhow::Result<Option<u64>> {
     let resp = client
         .request(Method::GET, &format!("/v1/topics/{topic}"))
         .send()
         .await
         .context("cannot reach the Weir server")?;
-    match resp.status() {
-        s if s.is_success() => Ok(true),
-        reqwest::StatusCode::NOT_FOUND => Ok(false),
-        _ => client
-            .send(client.request(Method::GET, &format!("/v1/topics/{topic}")))
-            .await
-            .map(|_| true),
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
     }
+    let t = client
+        .json(client.request(Method::GET, &format!("/v1/topics/{topic}")))
+        .await?;
+    Ok(Some(t["partitions"].as_array().map_or(0, |p| p.len() as u64)))
+}
+
+/// Checks every stage before anything is made: its body as the broker would check it, and
+/// the partition counts a join or lookup needs against the topics as they are or will be.
+fn check_stages(
+    file: &Path,
+    stages: &[Stage],
+    partitions: &std::collections::BTreeMap<String, Option<u64>>,
+) -> anyhow::Result<()> {
+    for s in stages {
+        let mut body = s.spec.clone();
+        if s.wasm.is_some() || s.project.is_some() {
+            body.insert("module".into(), json!("sha256:to-be-uploaded"));
+        }
+        let spec: crate::processor::spec::ProcessorSpec = serde_json::from_value(Value::Object(body))
+            .with_context(|| format!("{}: processor '{}'", file.display(), s.name))?;
+        spec.validate()
+            .map_err(|e| anyhow::anyhow!("{}: processor '{}': {e}", file.display(), s.name))?;
+        let input = partitions.get(&spec.input).copied().flatten();
+        for t in spec.table_names() {
+            if let (Some(i), Some(Some(n))) = (input, partitions.get(&t))
+                && i != *n
+            {
+                bail!(
+                    "{}: processor '{}': table '{t}' has {n} partitions and input '{}' has {i}; give them the same count",
+                    file.display(),
+                    s.name,
+                    spec.input
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn exists(client: &Client, topic: &str) -> anyhow::Result<bool> {
+    Ok(partitions_of(client, topic).await?.is_some())
 }
 
 pub async fn deploy(client: &Client, file: &Path) -> anyhow::Result<()> {
@@ -176,6 +213,22 @@ pub async fn deploy(client: &Client, file: &Path) -> anyhow::Result<()> {
             }
         }
     }
+    // What each topic has, or will have: as it is, else as declared (None: the defaults).
+    let mut partitions = std::collections::BTreeMap::new();
+    for (name, body) in &wanted {
+        let now = partitions_of(client, name).await?;
+        let declared = body.get("partitions").and_then(Value::as_u64);
+        if let (Some(n), Some(d)) = (now, declared)
+            && n != d
+        {
+            bail!(
+                "{}: topic '{name}' exists with {n} partitions, and the file declares {d}; a topic keeps its partitions: change the file, or delete the topic first",
+                file.display()
+            );
+        }
+        partitions.insert(name.clone(), now.or(declared));
+    }
+    check_stages(file, &stages, &partitions)?;
     for (name, body) in &wanted {
         if !exists(client, name).await? {
             client
@@ -270,11 +323,36 @@ pub async fn status(client: &Client, file: &Path) -> anyhow::Result<()> {
         "LATE".into(),
     ]];
     let mut total_ms = 0i64;
+    let mut astray = Vec::new();
     for s in &stages {
+        let resp = client
+            .request(Method::GET, &format!("/v1/processors/{}", s.name))
+            .send()
+            .await
+            .context("cannot reach the Weir server")?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            let mut row: [String; 9] = Default::default();
+            row[0] = s.name.clone();
+            row[1] = "missing".into();
+            row[2] = s.spec.get("input").and_then(Value::as_str).unwrap_or("?").to_owned();
+            rows.push(row);
+            astray.push(format!("'{}' is not deployed", s.name));
+            continue;
+        }
         let view = client
             .json(client.request(Method::GET, &format!("/v1/processors/{}", s.name)))
             .await
             .with_context(|| format!("stage '{}'", s.name))?;
+        let wanted_input = s.spec.get("input").and_then(Value::as_str);
+        let differs = wanted_input.is_some_and(|i| view["input"].as_str() != Some(i));
+        if differs {
+            astray.push(format!(
+                "'{}' reads '{}', the file says '{}'",
+                s.name,
+                view["input"].as_str().unwrap_or("?"),
+                wanted_input.unwrap_or("?")
+            ));
+        }
         let lag: u64 = view["lag"]
             .as_array()
             .into_iter()
@@ -286,7 +364,11 @@ pub async fn status(client: &Client, file: &Path) -> anyhow::Result<()> {
         let n = |k: &str| view[k].as_u64().unwrap_or(0).to_string();
         rows.push([
             s.name.clone(),
-            view["state"].as_str().unwrap_or("?").to_owned(),
+            if differs {
+                "differs".to_owned()
+            } else {
+                view["state"].as_str().unwrap_or("?").to_owned()
+            },
             view["input"].as_str().unwrap_or("?").to_owned(),
             lag.to_string(),
             age.to_string(),
@@ -301,5 +383,12 @@ pub async fn status(client: &Client, file: &Path) -> anyhow::Result<()> {
         "{}end to end: {total_ms} ms (the oldest unprocessed record of each stage, added up)",
         parsed.name.map(|n| format!("{n}: ")).unwrap_or_default()
     );
+    if !astray.is_empty() {
+        bail!(
+            "the pipeline is not deployed as {} says: {} (weir pipeline deploy deploys it)",
+            file.display(),
+            astray.join("; ")
+        );
+    }
     Ok(())
 }

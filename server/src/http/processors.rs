@@ -32,7 +32,7 @@ pub async fn deploy(
     let body = super::guard::read_body(&state, body, super::guard::BodyKind::Api).await?;
     let spec: ProcessorSpec = super::extract::json_body(
         &body.bytes,
-        r#"{"module":"sha256:...","input":"orders","outputs":["enriched"]}"#,
+        r#"{"module":"sha256:...","input":"orders","outputs":["enriched"]} (or "aggregate": {"op": "count"}, or "join": {"table": "customers"}, instead of "module")"#,
     )
     .map_err(ProcessorError::InvalidSpec)?;
     require_topics(&state, &principal, &name, &spec)?;

@@ -21,8 +21,11 @@ use crate::window::{self as w, TimerKind};
 pub const WINDOWS_STORE: &str = "__windows";
 /// The store of records a sliding window may still need.
 pub const RECORDS_STORE: &str = "__window_records";
-/// Most windows of one key a record is checked against (session and sliding windows scan
-/// them): a key past it has its oldest ones ignored.
+/// Windows closed but kept for their `retention_ms`: out of `__windows`, so that a key's scan
+/// of its sessions meets only open ones.
+pub const CLOSED_STORE: &str = "__windows_closed";
+/// Most open sessions of one key a record is checked against (closed ones kept for their
+/// retention are in another store): a key past it has its latest ones ignored.
 const SCAN_MAX: usize = 10_000;
 
 /// The windowing of a deployment, checked.
@@ -51,6 +54,11 @@ impl Windowing {
             late: spec.late.clone(),
             emit: spec.emit,
         })
+    }
+
+    /// Whether closed windows are kept (`retention_ms` past the time they close).
+    fn keeps_closed(&self) -> bool {
+        self.retention > self.close_at(0)
     }
 
     /// The watermark at which a window ending at `end` closes.
@@ -123,6 +131,9 @@ impl Aggregator {
     /// The internal stores the aggregate keeps its state in.
     pub fn stores(&self) -> Vec<String> {
         let mut s = vec![WINDOWS_STORE.to_owned()];
+        if self.window.as_ref().is_some_and(Windowing::keeps_closed) {
+            s.push(CLOSED_STORE.to_owned());
+        }
         if matches!(self.window.as_ref().map(|w| w.shape), Some(Shape::Sliding { .. })) {
             s.push(RECORDS_STORE.to_owned());
         }
@@ -139,12 +150,14 @@ impl Aggregator {
         let mut out = Out::default();
         let mut changed = Changed::default();
         for (i, v) in views.iter().enumerate() {
-            let mark = s.mark();
+            let (mark, clock) = (s.mark(), s.watermark);
             match self.one(s, i, v, &mut changed) {
                 Ok(Fate::Added) => {}
                 Ok(Fate::Late) => out.late.push(i),
                 Err(message) => {
+                    // A failing record leaves no trace: not in the state, not in the clock.
                     s.rollback_to(mark);
+                    s.watermark = clock;
                     out.failed.push((i, message));
                     if stop_on_error {
                         break;
@@ -334,8 +347,9 @@ impl Aggregator {
         input: Input,
         changed: &mut Changed,
     ) -> Result<Fate, String> {
-        // Its own window, (t - size, t], is closed: so is every window it could join.
-        if win.close_at(t + 1) <= wm {
+        // Late once the last window that could hold it, [t, t + size), is closed; windows of
+        // it that closed before are left as they are (below).
+        if win.close_at(t + size) <= wm {
             return Ok(Fate::Late);
         }
         let (ws, rs) = (Self::store(s, WINDOWS_STORE), Self::store(s, RECORDS_STORE));
@@ -427,10 +441,10 @@ impl Aggregator {
                     {
                         out.push(r);
                     }
-                    let least = win.close_at(end) - end;
-                    if win.retention <= least {
-                        s.delete(ws, k).map_err(refused)?;
-                    } else {
+                    let value = value.to_vec();
+                    s.delete(ws, k).map_err(refused)?;
+                    if win.keeps_closed() {
+                        s.set(Self::store(s, CLOSED_STORE), k, &value).map_err(refused)?;
                         s.set_timer(
                             &w::timer_key(TimerKind::Expire, k),
                             end + win.retention,
@@ -439,7 +453,7 @@ impl Aggregator {
                         .map_err(refused)?;
                     }
                 }
-                TimerKind::Expire => s.delete(ws, k).map_err(refused)?,
+                TimerKind::Expire => s.delete(Self::store(s, CLOSED_STORE), k).map_err(refused)?,
                 TimerKind::Forget => s.delete(Self::store(s, RECORDS_STORE), k).map_err(refused)?,
             }
         }

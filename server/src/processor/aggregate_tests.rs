@@ -136,14 +136,26 @@ fn expected(kind: &str, recs: &[Rec], grace: i64, lag: i64) -> Results {
             }
         }
         "sliding" => {
+            // A record is late once the last window that could hold it, [t, t + size), closed.
             let accepted: Vec<(usize, &Rec)> = recs
                 .iter()
                 .enumerate()
-                .filter(|(i, r)| r.t + 1 + grace > wm[*i])
+                .filter(|(i, r)| r.t + SIZE + grace > wm[*i])
                 .collect();
-            for &(_, r) in &accepted {
-                for start in [r.t - SIZE + 1, r.t + 1] {
+            for &(i, r) in &accepted {
+                // The window ending at a record is made when it arrives; the one after it when
+                // the first record after it (within size) is there too: if still open then.
+                let after = accepted
+                    .iter()
+                    .filter(|(_, y)| y.key == r.key && r.t < y.t && y.t <= r.t + SIZE)
+                    .map(|(j, _)| (*j).max(i))
+                    .min();
+                for (start, made) in [(r.t - SIZE + 1, Some(i)), (r.t + 1, after)] {
                     let end = start + SIZE;
+                    let Some(made) = made else { continue };
+                    if end + grace <= wm[made] {
+                        continue;
+                    }
                     let sum: Option<i64> = accepted
                         .iter()
                         .filter(|(j, x)| x.key == r.key && start <= x.t && x.t < end && end + grace > wm[*j])
@@ -286,4 +298,49 @@ fn without_a_window_each_batch_emits_the_new_total_per_key() {
     );
     assert_eq!(out.emitted[0].input, 3);
     assert_eq!(out.emitted[0].record.timestamp, Some(103));
+}
+
+#[test]
+fn a_record_that_fails_moves_no_clock() {
+    let agg = Aggregator::new(
+        &serde_json::from_value(serde_json::json!({"op": "sum", "path": "/v"})).unwrap(),
+        Some(&window("tumbling", 0, 0, "final")),
+    )
+    .unwrap();
+    let mut s = TaskState::new(&agg.stores(), StateLimits::default());
+    let view = |t: i64, value: &'static [u8]| RecordView {
+        offset: 0,
+        timestamp: t,
+        key: Some(b"k"),
+        value: Some(value),
+        headers: Vec::new(),
+    };
+    let out = agg.process(&mut s, &[view(5, br#"{"v":1}"#), view(5000, br#"{"v":"x"}"#)], false);
+    assert_eq!(out.failed.len(), 1);
+    assert_eq!(s.watermark, Some(5), "the failed record's time is not the clock's");
+    let out = agg.process(&mut s, &[view(7, br#"{"v":2}"#)], false);
+    assert!(out.late.is_empty());
+}
+
+#[test]
+fn a_redeployed_count_distinct_reading_another_aggregates_value_does_not_panic() {
+    let agg = Aggregator::new(
+        &serde_json::from_value(serde_json::json!({"op": "count_distinct", "path": "/v"})).unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut s = TaskState::new(&agg.stores(), StateLimits::default());
+    let ws = s.index_of(WINDOWS_STORE).unwrap() as u32;
+    // What a count left there: 1 as u64 LE, whose first byte reads as the estimate's tag.
+    s.set(ws, &crate::window::group_prefix(Some(b"k")), &1u64.to_le_bytes())
+        .unwrap();
+    let v = RecordView {
+        offset: 0,
+        timestamp: 0,
+        key: Some(b"k"),
+        value: Some(br#"{"v":1}"#),
+        headers: Vec::new(),
+    };
+    let out = agg.process(&mut s, &[v], false);
+    assert_eq!(out.emitted.len(), 1);
 }

@@ -69,7 +69,7 @@ impl Ctx {
                 task.cloned(),
             )
             .await?;
-        guest.set_tables(partition, self.tables.clone());
+        guest.set_tables(self.tables.clone());
         let config: Vec<(String, String)> = self.spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         guest.init(&config).await?;
         Ok(guest)
@@ -136,7 +136,7 @@ impl Ctx {
             return Ok(out);
         }
         if let (Some(j), Some((_, table))) = (&self.join, self.tables.first()) {
-            self.join_natively(j, table, partition, &views, &mut out);
+            self.join_natively(j, table, &views, &mut out);
             return Ok(out);
         }
         if let (Some(agg), Some(task)) = (&self.aggregate, task) {
@@ -351,17 +351,10 @@ impl Ctx {
     }
 
     /// Runs the declarative join on a batch.
-    fn join_natively(
-        &self,
-        spec: &JoinSpec,
-        table: &Table,
-        partition: u32,
-        views: &[RecordView<'_>],
-        out: &mut Processed,
-    ) {
+    fn join_natively(&self, spec: &JoinSpec, table: &Table, views: &[RecordView<'_>], out: &mut Processed) {
         let started = Instant::now();
         for (i, v) in views.iter().enumerate() {
-            match join::join(spec, table, partition, v) {
+            match join::join(spec, table, v) {
                 Joined::Out(record) => out.emitted.push(Emitted {
                     input: i as u32,
                     output: None,

@@ -66,8 +66,9 @@ pub enum Joined {
     Failed(String),
 }
 
-/// Enriches `v` with its row of `table` (partition `partition`).
-pub fn join(spec: &JoinSpec, table: &Table, partition: u32, v: &RecordView<'_>) -> Joined {
+/// Enriches `v` with its row of `table`: the row in the table partition its key goes to (the
+/// record's own partition when both topics are keyed by the join key).
+pub fn join(spec: &JoinSpec, table: &Table, v: &RecordView<'_>) -> Joined {
     let mut doc: Value = match serde_json::from_slice(v.value_bytes()) {
         Ok(d @ Value::Object(_)) => d,
         Ok(_) => return Joined::Failed("join: the value is not a JSON object".into()),
@@ -81,19 +82,29 @@ pub fn join(spec: &JoinSpec, table: &Table, partition: u32, v: &RecordView<'_>) 
         Some(path) => match doc.pointer(path) {
             Some(Value::String(s)) => s.clone().into_bytes(),
             Some(Value::Number(n)) => n.to_string().into_bytes(),
+            // No key to look up: no row.
+            None | Some(Value::Null) => Vec::new(),
             Some(other) => {
                 return Joined::Failed(format!(
                     "join: the value at {path} is {other}, not a string or number to look up"
                 ));
             }
-            None => return Joined::Failed(format!("join: the value has nothing at {path}")),
         },
     };
-    let row = match table.lookup(partition, &key) {
-        Some(row) => serde_json::from_slice(&row).unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&row))),
+    let row = match (!key.is_empty()).then(|| table.get(&key)).flatten() {
+        Some((_, row)) => {
+            serde_json::from_slice(&row.value).unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&row.value)))
+        }
         None => match spec.missing {
             Missing::Null => Value::Null,
             Missing::Drop => return Joined::Dropped,
+            Missing::DeadLetter if key.is_empty() => {
+                return Joined::Failed(format!(
+                    "join: the value has nothing at {} to look up in table '{}'",
+                    spec.key.as_deref().unwrap_or_default(),
+                    spec.table
+                ));
+            }
             Missing::DeadLetter => {
                 return Joined::Failed(format!(
                     "join: table '{}' has no row for key '{}'",

@@ -288,6 +288,15 @@ impl Processors {
         let _gate = self.0.modules_gate.read().await;
         let (slot, mut running) = self.owner(name, true).await?;
         let old = slot.published();
+        let kept_state = self
+            .0
+            .topics
+            .get(&crate::state::changelog::topic_name(name))
+            .is_ok_and(|t| t.partitions.iter().any(|p| p.high_watermark() > 0));
+        let changed = old.as_ref().and_then(|o| spec.state_change(&o.stored.spec));
+        if let (true, Some(why)) = (kept_state, changed) {
+            return Err(ProcessorError::InvalidSpec(why.replace("NAME", name)));
+        }
         if let Err(e) = self.check_deploy(name, &spec).await {
             if old.is_none() {
                 self.forget(name, &slot);

@@ -298,6 +298,19 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
                     None => std::future::pending::<()>().await,
                 }
             };
+            // Event-time timers still due (more than one round of them came due): fire on.
+            let timers_due = task.as_ref().is_some_and(|t| {
+                let s = lock(t);
+                matches!((s.next_event_timer(), s.event_watermark()), (Some(at), Some(w)) if at <= w)
+            });
+            if timers_due {
+                if let Err(fatal) = run_timers(&ctx, id, &mut guest, task.as_ref(), &mut committer, next).await {
+                    fail(&ctx, id, fatal);
+                    clean = false;
+                    break;
+                }
+                continue;
+            }
             let quiet_due = quiet_wake(&ctx, task.as_ref(), last_input);
             let quiet = async move {
                 match quiet_due {
@@ -307,13 +320,7 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             };
             tokio::select! {
                 () = quiet => {
-                    let (since, clock) = last_input;
-                    if let (Some(t), Some(clock)) = (&task, clock) {
-                        let moved = clock.saturating_add(since.elapsed().as_millis() as i64);
-                        let mut s = lock(t);
-                        s.watermark = Some(s.watermark.map_or(moved, |w| w.max(moved)));
-                        committer.pending.watermark = s.watermark;
-                    }
+                    advance_quiet_clock(&ctx, task.as_ref(), last_input, &mut committer);
                     if let Err(fatal) = run_timers(&ctx, id, &mut guest, task.as_ref(), &mut committer, next).await {
                         fail(&ctx, id, fatal);
                         clean = false;
@@ -334,6 +341,13 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
                 r = hw_changes.changed() => { if r.is_err() { break } }
                 _ = paused.changed() => {}
                 () = ctx.stop.cancelled() => break,
+                name = table_gone(&ctx) => {
+                    let deleted = ctx.tables.iter().any(|(n, t)| *n == name && ctx.topics.get(n).ok().is_none_or(|now| now.id != t.topic.id));
+                    if deleted {
+                        ctx.status.set_error(format!("table '{name}' was deleted; create it again and redeploy the processor"), true);
+                    }
+                    break;
+                }
                 () = ctx.input.stop.cancelled() => {
                     // Its readers stop when it is deleted, and when the broker stops.
                     let deleted = ctx.topics.get(&ctx.input.name).ok().is_none_or(|t| t.id != ctx.input.id);
@@ -349,6 +363,8 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
             }
             continue;
         }
+        // Input after a quiet spell is judged against the clock the quiet time moved on.
+        advance_quiet_clock(&ctx, task.as_ref(), last_input, &mut committer);
         let chunk = match partition.read(next, READ_BYTES, Isolation::ReadCommitted).await {
             Ok(c) => c,
             Err(e) => {
@@ -509,6 +525,48 @@ async fn run_timers(
         }
     }
     Ok(())
+}
+
+/// Once a windowed task has had no input for its `idle_ms`, moves its clock on with the wall
+/// clock from where its last input left it (never back), for the next commit too.
+fn advance_quiet_clock(
+    ctx: &Ctx,
+    task: Option<&TaskRef>,
+    last_input: (Instant, Option<i64>),
+    committer: &mut Committer,
+) {
+    let Some(idle) = ctx
+        .aggregate
+        .as_ref()
+        .and_then(|a| a.window.as_ref())
+        .and_then(|w| w.idle)
+    else {
+        return;
+    };
+    let (since, clock) = last_input;
+    let quiet = since.elapsed().as_millis() as i64;
+    let (Some(t), Some(clock)) = (task, clock) else { return };
+    if quiet < idle {
+        return;
+    }
+    let moved = clock.saturating_add(quiet);
+    let mut s = lock(t);
+    s.watermark = Some(s.watermark.map_or(moved, |w| w.max(moved)));
+    committer.pending.watermark = s.watermark;
+}
+
+/// Resolves with a table's name when its topic stops (deleted, or the broker stops).
+async fn table_gone(ctx: &Ctx) -> String {
+    if ctx.tables.is_empty() {
+        return std::future::pending().await;
+    }
+    let stops = ctx.tables.iter().map(|(name, t)| {
+        Box::pin(async move {
+            t.topic.stop.cancelled().await;
+            name.clone()
+        })
+    });
+    futures::future::select_all(stops).await.0
 }
 
 /// When a quiet task's clock, moving on with the wall clock after the window's `idle_ms`,

@@ -208,6 +208,19 @@ impl ProcessorSpec {
         all
     }
 
+    /// Why state kept for `old` cannot be read as this deployment's, if it cannot: a built-in
+    /// aggregate's function, path, window shape or time source changed.
+    pub fn state_change(&self, old: &ProcessorSpec) -> Option<String> {
+        let shape = |w: &Option<WindowSpec>| {
+            w.as_ref()
+                .map(|w| (w.kind, w.size_ms, w.advance_ms, w.gap_ms, w.time.clone()))
+        };
+        if old.aggregate.is_none() || (self.aggregate == old.aggregate && shape(&self.window) == shape(&old.window)) {
+            return None;
+        }
+        Some("its aggregate or window changed (the function, path, window type, sizes or time source): the window state kept for the old one cannot be read by the new one; reset the state first (POST /v1/processors/NAME/reset with \"state\": true) or deploy under another name".into())
+    }
+
     /// The side topic of late records, if the window names one.
     pub fn late_topic(&self) -> Option<&str> {
         match self.window.as_ref().map(|w| &w.late) {
@@ -227,6 +240,23 @@ impl ProcessorSpec {
             }
             1 => {}
             _ => return Err("a processor has one of module, aggregate and join, not several".into()),
+        }
+        if self.module.is_none() && !self.stores.is_empty() {
+            return Err("stores are a module's; a built-in aggregate keeps its own state, and a join has none".into());
+        }
+        if self.module.is_none() && self.outputs.len() > 1 {
+            return Err("a built-in aggregate or join writes one output topic; list one in outputs".into());
+        }
+        if self
+            .join
+            .as_ref()
+            .is_some_and(|j| j.missing == super::join::Missing::DeadLetter)
+            && self.on_error != OnError::DeadLetter
+        {
+            return Err(
+                "join.missing \"dead_letter\" needs the dead-letter topic of on_error \"dead_letter\" (the default)"
+                    .into(),
+            );
         }
         if self.window.is_some() && self.aggregate.is_none() {
             return Err("window: windows are declared with a built-in aggregate (\"aggregate\")".into());

@@ -79,14 +79,8 @@ pub struct Table {
 }
 
 impl Table {
-    /// The row of `key` in partition `partition` (a co-partitioned processor's lookup).
-    pub fn lookup(&self, partition: u32, key: &[u8]) -> Option<Arc<[u8]>> {
-        let part = self.parts.get(partition as usize)?;
-        part.rows().map.get(key).map(|r| Arc::clone(&r.value))
-    }
-
-    /// The row of `key` wherever it is: first the partition its key maps to, then the others
-    /// (records produced to a partition by hand).
+    /// The row of `key` wherever it is: first the partition its key maps to (where keyed
+    /// records go), then the others (records produced to a partition by hand).
     pub fn get(&self, key: &[u8]) -> Option<(u32, Row)> {
         let n = self.parts.len() as u32;
         let home = crate::topic::partitioner::for_key(key, n);
@@ -252,6 +246,20 @@ async fn follow(table: std::sync::Weak<Table>, p: usize, partition: Arc<Partitio
     let Some(stop) = table.upgrade().map(|t| t.topic.stop.clone()) else {
         return;
     };
+    follow_until_stopped(&table, p, &partition, &ready, &stop).await;
+    // The topic is gone (or the broker stops): its rows go too.
+    if let Some(t) = table.upgrade() {
+        *t.parts[p].rows.write().unwrap_or_else(|e| e.into_inner()) = Rows::default();
+    }
+}
+
+async fn follow_until_stopped(
+    table: &std::sync::Weak<Table>,
+    p: usize,
+    partition: &Arc<Partition>,
+    ready: &watch::Sender<usize>,
+    stop: &tokio_util::sync::CancellationToken,
+) {
     let mut hw = partition.watch();
     let mut next = 0u64;
     let mut caught_up = false;
@@ -273,9 +281,17 @@ async fn follow(table: std::sync::Weak<Table>, p: usize, partition: Arc<Partitio
         }
         let chunk = match partition.read(next, READ_BYTES, Isolation::ReadCommitted).await {
             Ok(c) => c,
+            // Retention took the records meanwhile: go on from the new start.
+            Err(TopicError::OffsetOutOfRange { log_start_offset, .. }) => {
+                next = next.max(log_start_offset);
+                continue;
+            }
             Err(e) => {
-                tracing::warn!(partition = p, error = %e, "a table cannot read its topic; it stops following");
-                return;
+                tracing::warn!(partition = p, error = %e, "a table cannot read its topic; retrying in a second");
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                    () = stop.cancelled() => return,
+                }
             }
         };
         let mut visible = chunk.visible();
@@ -329,10 +345,10 @@ mod tests {
             ],
             3,
         );
-        assert_eq!(t.lookup(0, b"a").as_deref(), Some(&b"33"[..]));
+        assert_eq!(t.get(b"a").map(|(_, r)| r.value.to_vec()), Some(b"33".to_vec()));
         assert_eq!(t.figures()[0].bytes, 2 + 3);
         t.apply(0, vec![(3, b("a"), None)], 4);
-        assert_eq!(t.lookup(0, b"a"), None);
+        assert!(t.get(b"a").is_none());
         assert_eq!(
             (t.figures()[0].keys, t.figures()[0].bytes, t.figures()[0].offset),
             (1, 2, 4)

@@ -110,10 +110,8 @@ pub struct GuestState {
     pub(super) log: LogSink,
     /// The task's state (for the host's `state` and `time` imports), if it has one.
     pub(super) task: Option<TaskRef>,
-    /// The tables the deployment declares (for the host's `tables` import), and the partition
-    /// of them the task reads.
+    /// The tables the deployment declares (for the host's `tables` import).
     pub(super) tables: Vec<(String, Arc<crate::table::Table>)>,
-    pub(super) partition: u32,
     /// Epoch ticks the current call may still run before it is interrupted. Counted only
     /// while the guest runs (each tick it runs through ends in a yield), so time spent waiting
     /// for a thread while other guests run is not charged to it.
@@ -236,7 +234,6 @@ impl Guest {
             log,
             task,
             tables: Vec::new(),
-            partition: 0,
             ticks_left: 0,
             ticks_run: 0,
             wall_deadline: std::time::Instant::now(),
@@ -302,11 +299,9 @@ impl Guest {
         }
     }
 
-    /// Gives the guest the tables it may look up (`weir:processor/tables`), on `partition`.
-    pub fn set_tables(&mut self, partition: u32, tables: Vec<(String, Arc<crate::table::Table>)>) {
-        let data = self.store.data_mut();
-        data.partition = partition;
-        data.tables = tables;
+    /// Gives the guest the tables it may look up (`weir:processor/tables`).
+    pub fn set_tables(&mut self, tables: Vec<(String, Arc<crate::table::Table>)>) {
+        self.store.data_mut().tables = tables;
     }
 
     /// Bytes of linear memory the instance holds now.

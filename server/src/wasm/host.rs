@@ -130,7 +130,7 @@ impl p2::tables::Host for GuestState {
             .tables
             .get(table as usize)
             .ok_or_else(|| wasmtime::Error::msg(format!("table handle {table} was not opened")))?;
-        Ok(t.lookup(self.partition, &key).map(|v| v.to_vec()))
+        Ok(t.get(&key).map(|(_, r)| r.value.to_vec()))
     }
 
     fn lookup_many(&mut self, table: u32, keys: Vec<Vec<u8>>) -> wasmtime::Result<Vec<Option<Vec<u8>>>> {
@@ -138,10 +138,7 @@ impl p2::tables::Host for GuestState {
             .tables
             .get(table as usize)
             .ok_or_else(|| wasmtime::Error::msg(format!("table handle {table} was not opened")))?;
-        Ok(keys
-            .iter()
-            .map(|k| t.lookup(self.partition, k).map(|v| v.to_vec()))
-            .collect())
+        Ok(keys.iter().map(|k| t.get(k).map(|(_, r)| r.value.to_vec())).collect())
     }
 }
 

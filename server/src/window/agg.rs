@@ -241,7 +241,12 @@ fn hll_add(registers: &mut [u8], h: u64) {
 
 fn distinct_add(acc: &[u8], h: u64) -> Vec<u8> {
     if acc.first() == Some(&1) {
-        let mut out = acc.to_vec();
+        // (A value of another shape is not this aggregate's: start it over rather than panic.)
+        let mut out = if acc.len() == 1 + HLL_M {
+            acc.to_vec()
+        } else {
+            hll_empty()
+        };
         hll_add(&mut out[1..], h);
         return out;
     }
@@ -252,8 +257,7 @@ fn distinct_add(acc: &[u8], h: u64) -> Vec<u8> {
         return acc.to_vec();
     }
     if set.len() > EXACT_MAX {
-        let mut out = vec![0u8; 1 + HLL_M];
-        out[0] = 1;
+        let mut out = hll_empty();
         for h in set {
             hll_add(&mut out[1..], h);
         }
@@ -264,6 +268,12 @@ fn distinct_add(acc: &[u8], h: u64) -> Vec<u8> {
     for h in set {
         out.extend_from_slice(&h.to_le_bytes());
     }
+    out
+}
+
+fn hll_empty() -> Vec<u8> {
+    let mut out = vec![0u8; 1 + HLL_M];
+    out[0] = 1;
     out
 }
 

@@ -52,11 +52,15 @@ pub fn event_time(source: &TimeSource, v: &RecordView<'_>, doc: Option<&Value>) 
                 .and_then(|d| d.pointer(path))
                 .ok_or_else(|| format!("event time: the value has nothing at {path}"))?;
             at.as_i64()
-                .or_else(|| at.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                .or_else(|| {
+                    at.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() <= EVENT_TIME_ABS_MAX as f64)
+                        .map(|f| f as i64)
+                })
                 .ok_or_else(|| format!("event time: the value at {path} is {at}, not milliseconds since the epoch"))?
         }
     };
-    if t.abs() > EVENT_TIME_ABS_MAX {
+    if !(-EVENT_TIME_ABS_MAX..=EVENT_TIME_ABS_MAX).contains(&t) {
         return Err(format!(
             "event time {t} is out of range (at most {EVENT_TIME_ABS_MAX} ms from the epoch)"
         ));
@@ -220,6 +224,32 @@ mod tests {
         assert_eq!(hopping_starts(65, 60, 20).collect::<Vec<_>>(), [60, 40, 20]);
         assert_eq!(hopping_starts(60, 60, 20).collect::<Vec<_>>(), [60, 40, 20]);
         assert_eq!(hopping_starts(59, 60, 20).collect::<Vec<_>>(), [40, 20, 0]);
+    }
+
+    #[test]
+    fn event_times_out_of_range_are_refused_even_at_the_extremes() {
+        let view = |headers: Vec<(&'static str, &'static [u8])>| RecordView {
+            offset: 0,
+            timestamp: 0,
+            key: None,
+            value: None,
+            headers,
+        };
+        let header = TimeSource::Header { header: "t".into() };
+        for bad in [
+            &b"-9223372036854775808"[..],
+            b"9223372036854775807",
+            b"1125899906842625",
+        ] {
+            let e = event_time(&header, &view(vec![("t", bad)]), None).unwrap_err();
+            assert!(e.contains("out of range"), "{e}");
+        }
+        assert_eq!(event_time(&header, &view(vec![("t", b" 42 ")]), None), Ok(42));
+        let path = TimeSource::Path { path: "/ts".into() };
+        for bad in ["-1e19", "1e300", "1.5", "\"12\""] {
+            let doc: Value = serde_json::from_str(&format!("{{\"ts\": {bad}}}")).unwrap();
+            assert!(event_time(&path, &view(Vec::new()), Some(&doc)).is_err(), "{bad}");
+        }
     }
 
     #[test]

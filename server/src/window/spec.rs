@@ -112,8 +112,8 @@ pub struct WindowSpec {
     pub late: Late,
     #[serde(default)]
     pub emit: Emit,
-    /// How long after its end a window's state is kept (readable); at least size (or gap)
-    /// plus grace, the default.
+    /// How long after its end a window's state is kept; at least `grace_ms` (a session's
+    /// `gap_ms + grace_ms`), the time it takes records after its end, which is the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_ms: Option<i64>,
 }
@@ -195,7 +195,7 @@ impl WindowSpec {
     /// `grace_ms`, checked (it has no default).
     pub fn grace(&self) -> Result<i64, String> {
         let g = self.grace_ms.ok_or_else(|| {
-            "window.grace_ms is required: how long after its end a window still takes late records (0 closes it at its end)"
+            "window.grace_ms is required: how long after its end (by the watermark) a window still takes out-of-order records, in ms (0 closes it at its end)"
                 .to_owned()
         })?;
         if !(0..=DURATION_MS_MAX).contains(&g) {
