@@ -319,7 +319,7 @@ impl Aggregator {
             );
         }
         let acc = agg::add(self.op, acc.as_deref(), input);
-        let k = w::window_key(key, start);
+        let k = w::session_key(key, start, end);
         let mut value = Vec::with_capacity(8 + acc.len());
         value.extend_from_slice(&end.to_le_bytes());
         value.extend_from_slice(&acc);
@@ -391,18 +391,25 @@ impl Aggregator {
             if win.close_at(end) <= wm {
                 continue;
             }
-            let acc = records
-                .iter()
-                .filter(|&&(x, _)| start <= x && x < end)
-                .fold(None::<Vec<u8>>, |acc, &(_, inp)| {
-                    Some(agg::add(self.op, acc.as_deref(), inp))
-                });
-            let Some(acc) = acc else { continue };
             let k = w::window_key(v.key, start);
-            let new = s.get(ws, &k).map_err(refused)?.is_none();
-            if !new && s.get(ws, &k).map_err(refused)? == Some(acc.as_slice()) {
-                continue;
-            }
+            // A window there already has every record of its range that came while it was
+            // open: this one is added if it falls in it. A new one folds its range's records
+            // (this one among them). So a record costs a fold of one or two new windows, not
+            // of every window it touches.
+            let (acc, new) = match s.get(ws, &k).map_err(refused)? {
+                Some(_) if !(start <= t && t < end) => continue,
+                Some(old) => (agg::add(self.op, Some(old), input), false),
+                None => {
+                    let acc = records
+                        .iter()
+                        .filter(|&&(x, _)| start <= x && x < end)
+                        .fold(None::<Vec<u8>>, |acc, &(_, inp)| {
+                            Some(agg::add(self.op, acc.as_deref(), inp))
+                        });
+                    let Some(acc) = acc else { continue };
+                    (acc, true)
+                }
+            };
             s.set(ws, &k, &acc).map_err(refused)?;
             if new {
                 s.set_timer(

@@ -206,7 +206,7 @@ fn records() -> impl Strategy<Value = Vec<Rec>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
     fn windows_match_a_brute_force_whatever_the_order_and_batching(

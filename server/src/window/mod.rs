@@ -106,6 +106,15 @@ pub fn window_key(key: Option<&[u8]>, start: i64) -> Vec<u8> {
     k
 }
 
+/// A session's state key: the group prefix, its start, then its end. The end is part of the
+/// key because a session that closed and one made after it may start at the same time (a late
+/// record extending a newer session backwards): they are two sessions, two results.
+pub fn session_key(key: Option<&[u8]>, start: i64, end: i64) -> Vec<u8> {
+    let mut k = window_key(key, start);
+    put_time(&mut k, end);
+    k
+}
+
 /// The group key and the start of a window state key.
 pub fn split_window_key(k: &[u8]) -> Option<(Option<&[u8]>, i64)> {
     let (key, rest) = split_group(k)?;
