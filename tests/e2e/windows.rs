@@ -368,7 +368,10 @@ async fn idle_moves_a_quiet_partitions_watermark_so_its_last_window_closes() {
             .unwrap()
             .as_millis() as i64
     };
-    while wall() < t + 2600 {
+    // The clock moves on from the last event time (t + 20), which the wall clock was up to a
+    // second past when it came: by t + 3300 on the wall it is past t + 2200, where the window
+    // closes.
+    while wall() < t + 3300 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     api.produce(
