@@ -42,6 +42,10 @@ pub struct Limits {
     /// Connections served at once (a few more are kept for `/healthz`). 0: what the open-file
     /// limit leaves after room for the logs' files.
     pub connections_max: usize,
+    /// Memory all tables (topics read as the latest value per key) may hold together, keys and
+    /// values; a table that would pass it is dropped and answers 507 `table_too_large`. 0: a
+    /// quarter of the machine's memory.
+    pub tables_bytes_max: u64,
 }
 
 impl Default for Limits {
@@ -59,6 +63,7 @@ impl Default for Limits {
             records_per_request_max: 100_000,
             requests_memory_bytes_max: 0,
             connections_max: 0,
+            tables_bytes_max: 0,
         }
     }
 }
@@ -154,6 +159,14 @@ impl Limits {
             return self.requests_memory_bytes_max;
         }
         (machine_memory_bytes() / 4).clamp(64 * 1024 * 1024, 1024 * 1024 * 1024)
+    }
+
+    /// `tables_bytes_max`, with 0 resolved against the machine's memory.
+    pub fn tables_bytes(&self) -> u64 {
+        if self.tables_bytes_max > 0 {
+            return self.tables_bytes_max;
+        }
+        machine_memory_bytes() / 4
     }
 
     /// `guest_memory_bytes_max`, with 0 resolved against the machine's memory.

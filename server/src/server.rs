@@ -41,7 +41,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         ..RuntimeConfig::default()
     })?;
     let modules = ModuleStore::open(&config.data_dir, runtime, config.limits.modules_bytes_max)?;
-    let processors = Processors::open(&config.data_dir, topics.clone(), modules).await?;
+    let processors = Processors::open(&config.data_dir, topics.clone(), modules, config.limits.tables_bytes()).await?;
     let state = AppState {
         topics: topics.clone(),
         processors: processors.clone(),

@@ -394,3 +394,33 @@ async fn a_join_whose_table_is_deleted_stops_and_says_why() {
     }
     panic!("the join kept running on a deleted table");
 }
+
+#[tokio::test]
+async fn tables_past_their_memory_limit_are_dropped_with_a_clear_error() {
+    let env = Env::with_config("[limits]\ntables_bytes_max = 20000\n");
+    let api = &env.api;
+    api.create_topic("small", 1).await;
+    api.create_topic("big", 1).await;
+    api.produce("small", json!([{"key": "a", "value": "1"}])).await;
+    let rows: Vec<Value> = (0..2000)
+        .map(|i| json!({"key": format!("k{i}"), "value": "0123456789"}))
+        .collect();
+    api.produce("big", Value::Array(rows)).await;
+    let (status, row) = api.get("/v1/tables/small?key=a").await;
+    assert_eq!(status, StatusCode::OK, "{row}");
+    let (status, body) = api.get("/v1/tables/big?key=k1").await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert_eq!(body["error"]["code"], "table_too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.tables_bytes_max"),
+        "{body}"
+    );
+    // The small one is still served; the dropped one gave its memory back.
+    let (status, figures) = api.get("/v1/tables/small").await;
+    assert_eq!((status, figures["keys"].as_u64()), (StatusCode::OK, Some(1)));
+    let (status, _) = api.get("/v1/tables/big").await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+}

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::processor::ProcessorError;
+use crate::table::TableError;
 use crate::topic::TopicError;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +83,10 @@ impl ApiError {
                 ProcessorError::StoreNotFound { .. } => (StatusCode::NOT_FOUND, "store_not_found"),
                 ProcessorError::ModuleInUse { .. } => (StatusCode::CONFLICT, "module_in_use"),
                 ProcessorError::QuotaExceeded { .. } => (StatusCode::INSUFFICIENT_STORAGE, "module_quota_exceeded"),
-                ProcessorError::Topic(t) => topic_status(t),
+                ProcessorError::Topic(t) | ProcessorError::Table(TableError::Topic(t)) => topic_status(t),
+                ProcessorError::Table(TableError::TooLarge { .. }) => {
+                    (StatusCode::INSUFFICIENT_STORAGE, "table_too_large")
+                }
                 ProcessorError::Io { .. } | ProcessorError::Corrupt(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
                 }

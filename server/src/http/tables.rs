@@ -124,7 +124,12 @@ pub async fn get(
     principal.require(Resource::Topic, &topic, Action::Read)?;
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     let key = key_arg(q.key, q.key_b64)?;
-    let table = state.processors.tables().open(&topic).await?;
+    let table = state
+        .processors
+        .tables()
+        .open(&topic)
+        .await
+        .map_err(crate::processor::ProcessorError::from)?;
     let Some(key) = key else {
         let parts = table.figures();
         return Ok(Json(json!({
@@ -187,7 +192,12 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     principal.require(Resource::Topic, &topic, Action::Read)?;
     query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    let table = state.processors.tables().open(&topic).await?;
+    let table = state
+        .processors
+        .tables()
+        .open(&topic)
+        .await
+        .map_err(crate::processor::ProcessorError::from)?;
     let (rows, changes) = table.snapshot_and_follow();
     let follower = Follower {
         topic,

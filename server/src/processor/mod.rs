@@ -73,6 +73,8 @@ pub enum ProcessorError {
     QuotaExceeded { used: u64, need: u64, limit: u64 },
     #[error(transparent)]
     Topic(#[from] TopicError),
+    #[error(transparent)]
+    Table(#[from] crate::table::TableError),
     #[error("I/O on {path}: {message}")]
     Io { path: PathBuf, message: String },
     #[error("corrupt processor data: {0}")]
@@ -188,7 +190,12 @@ pub struct Processors(Arc<Inner>);
 
 impl Processors {
     /// Loads every stored deployment and starts it.
-    pub async fn open(data_dir: &Path, topics: Topics, modules: ModuleStore) -> Result<Self, ProcessorError> {
+    pub async fn open(
+        data_dir: &Path,
+        topics: Topics,
+        modules: ModuleStore,
+        tables_bytes_max: u64,
+    ) -> Result<Self, ProcessorError> {
         let dir = data_dir.join("processors");
         files::create_dir_durable(&dir)?;
         let offsets = OffsetStore::open(&topics).await?;
@@ -209,7 +216,7 @@ impl Processors {
         }
         let this = Self(Arc::new(Inner {
             dir: dir.clone(),
-            tables: Tables::new(topics.clone()),
+            tables: Tables::new(topics.clone(), tables_bytes_max),
             topics,
             offsets,
             modules,

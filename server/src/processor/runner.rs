@@ -342,8 +342,11 @@ pub async fn run_partition(ctx: Arc<Ctx>, partition: Arc<Partition>, gauges: Arc
                 _ = paused.changed() => {}
                 () = ctx.stop.cancelled() => break,
                 name = table_gone(&ctx) => {
-                    let deleted = ctx.tables.iter().any(|(n, t)| *n == name && ctx.topics.get(n).ok().is_none_or(|now| now.id != t.topic.id));
-                    if deleted {
+                    let table = ctx.tables.iter().find(|(n, _)| *n == name).map(|(_, t)| t);
+                    let deleted = table.is_some_and(|t| ctx.topics.get(&name).ok().is_none_or(|now| now.id != t.topic.id));
+                    if table.is_some_and(|t| t.too_large()) {
+                        ctx.status.set_error(format!("table '{name}' was dropped: it passed limits.tables_bytes_max"), true);
+                    } else if deleted {
                         ctx.status.set_error(format!("table '{name}' was deleted; create it again and redeploy the processor"), true);
                     }
                     break;
@@ -555,14 +558,15 @@ fn advance_quiet_clock(
     committer.pending.watermark = s.watermark;
 }
 
-/// Resolves with a table's name when its topic stops (deleted, or the broker stops).
+/// Resolves with a table's name when it stops following its topic (the topic was deleted, the
+/// broker stops, or the table passed the tables' memory limit).
 async fn table_gone(ctx: &Ctx) -> String {
     if ctx.tables.is_empty() {
         return std::future::pending().await;
     }
     let stops = ctx.tables.iter().map(|(name, t)| {
         Box::pin(async move {
-            t.topic.stop.cancelled().await;
+            t.gone.cancelled().await;
             name.clone()
         })
     });

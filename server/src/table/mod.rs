@@ -8,9 +8,11 @@
 //! co-partitioned (same partition count, same key partitioner), checked at deploy.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::topic::{Isolation, Partition, Topic, TopicError, Topics};
 
@@ -23,6 +25,17 @@ type Hasher = xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 /// A keyed record a follower read: offset, key, value (`None`: a tombstone).
 type Read = (u64, Box<[u8]>, Option<Box<[u8]>>);
+
+/// Why a table cannot be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TableError {
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error(
+        "table '{topic}' would pass the memory all tables may hold ({limit} bytes, limits.tables_bytes_max): it was dropped; raise the limit (and restart), or read the topic's records instead"
+    )]
+    TooLarge { topic: String, limit: u64 },
+}
 
 /// A row: the offset of the record that set it, and its value.
 #[derive(Debug, Clone)]
@@ -76,6 +89,14 @@ pub struct Table {
     changes: broadcast::Sender<Arc<Change>>,
     /// Partitions caught up with their topic once (a restored table reads as it was).
     ready: watch::Receiver<usize>,
+    /// Bytes all tables hold, and what they may.
+    used: Arc<AtomicU64>,
+    limit: u64,
+    /// Set when the table passed the limit and was dropped.
+    too_large: AtomicBool,
+    /// Cancelled when the table stops following its topic: the topic stopped, or the table
+    /// was dropped for its size. Processors reading it stop then.
+    pub gone: CancellationToken,
 }
 
 impl Table {
@@ -125,18 +146,50 @@ impl Table {
         (rows, rx)
     }
 
-    async fn wait_ready(&self) -> Result<(), TopicError> {
-        let mut ready = self.ready.clone();
-        let n = self.parts.len();
-        tokio::select! {
-            r = ready.wait_for(|c| *c >= n) => r.map(|_| ()).map_err(|_| TopicError::ShuttingDown),
-            () = self.topic.stop.cancelled() => Err(TopicError::NotFound(self.topic.name.clone())),
+    /// Whether it was dropped for passing the tables' memory limit.
+    pub fn too_large(&self) -> bool {
+        self.too_large.load(Ordering::Relaxed)
+    }
+
+    fn too_large_error(&self) -> TableError {
+        TableError::TooLarge {
+            topic: self.topic.name.clone(),
+            limit: self.limit,
         }
     }
 
-    /// Applies a follower's records to partition `p`.
-    fn apply(&self, p: usize, records: Vec<Read>, next: u64) {
+    async fn wait_ready(&self) -> Result<(), TableError> {
+        let mut ready = self.ready.clone();
+        let n = self.parts.len();
+        let caught_up = tokio::select! {
+            r = ready.wait_for(|c| *c >= n) => r.is_ok(),
+            () = self.gone.cancelled() => false,
+        };
+        if caught_up && !self.gone.is_cancelled() {
+            Ok(())
+        } else if self.too_large() {
+            Err(self.too_large_error())
+        } else if self.topic.stop.is_cancelled() {
+            Err(TopicError::NotFound(self.topic.name.clone()).into())
+        } else {
+            Err(TopicError::ShuttingDown.into())
+        }
+    }
+
+    /// Frees every row (the table stops being read).
+    fn drop_rows(&self) {
+        for part in &self.parts {
+            let mut rows = part.rows.write().unwrap_or_else(|e| e.into_inner());
+            self.used.fetch_sub(rows.bytes, Ordering::Relaxed);
+            *rows = Rows::default();
+        }
+    }
+
+    /// Applies a follower's records to partition `p`; false if that took the tables past their
+    /// memory limit (the table is then dropped).
+    fn apply(&self, p: usize, records: Vec<Read>, next: u64) -> bool {
         let mut rows = self.parts[p].rows.write().unwrap_or_else(|e| e.into_inner());
+        let before = rows.bytes;
         let live = self.changes.receiver_count() > 0;
         for (offset, key, value) in records {
             let key: Arc<[u8]> = Arc::from(key);
@@ -173,6 +226,21 @@ impl Table {
             }
         }
         rows.next = next;
+        let after = rows.bytes;
+        drop(rows);
+        let used = if after >= before {
+            self.used.fetch_add(after - before, Ordering::Relaxed) + (after - before)
+        } else {
+            self.used.fetch_sub(before - after, Ordering::Relaxed) - (before - after)
+        };
+        if used > self.limit {
+            tracing::warn!(topic = %self.topic.name, used, limit = self.limit, "a table passed limits.tables_bytes_max and is dropped");
+            self.too_large.store(true, Ordering::Relaxed);
+            self.drop_rows();
+            self.gone.cancel();
+            return false;
+        }
+        true
     }
 }
 
@@ -183,26 +251,32 @@ pub struct Tables(Arc<Inner>);
 struct Inner {
     topics: Topics,
     open: Mutex<HashMap<String, Arc<Table>>>,
+    /// Bytes of keys and values all tables hold, and what they may.
+    used: Arc<AtomicU64>,
+    bytes_max: u64,
 }
 
 impl Tables {
-    pub fn new(topics: Topics) -> Self {
+    pub fn new(topics: Topics, bytes_max: u64) -> Self {
         Self(Arc::new(Inner {
             topics,
             open: Mutex::new(HashMap::new()),
+            used: Arc::new(AtomicU64::new(0)),
+            bytes_max,
         }))
     }
 
     /// The table of `topic`, materialized (restored from the topic when it is new).
-    pub async fn open(&self, topic: &str) -> Result<Arc<Table>, TopicError> {
+    pub async fn open(&self, topic: &str) -> Result<Arc<Table>, TableError> {
         let current = self.0.topics.get(topic)?;
         let table = {
             let mut open = self.0.open.lock().unwrap_or_else(|e| e.into_inner());
             match open.get(topic) {
                 // A table of a topic deleted (and maybe made again) since is rebuilt.
+                Some(t) if t.topic.id == current.id && t.too_large() => return Err(t.too_large_error()),
                 Some(t) if t.topic.id == current.id && !t.topic.stop.is_cancelled() => Arc::clone(t),
                 _ => {
-                    let t = start(Arc::clone(&current));
+                    let t = start(Arc::clone(&current), Arc::clone(&self.0.used), self.0.bytes_max);
                     open.insert(topic.to_owned(), Arc::clone(&t));
                     t
                 }
@@ -213,7 +287,7 @@ impl Tables {
     }
 }
 
-fn start(topic: Arc<Topic>) -> Arc<Table> {
+fn start(topic: Arc<Topic>, used: Arc<AtomicU64>, limit: u64) -> Arc<Table> {
     let (ready_tx, ready) = watch::channel(0usize);
     let (changes, _) = broadcast::channel(CHANGES_IN_FLIGHT);
     let table = Arc::new(Table {
@@ -227,6 +301,10 @@ fn start(topic: Arc<Topic>) -> Arc<Table> {
         topic,
         changes,
         ready,
+        used,
+        limit,
+        too_large: AtomicBool::new(false),
+        gone: CancellationToken::new(),
     });
     let ready_tx = Arc::new(ready_tx);
     for (p, partition) in table.topic.partitions.iter().enumerate() {
@@ -247,9 +325,10 @@ async fn follow(table: std::sync::Weak<Table>, p: usize, partition: Arc<Partitio
         return;
     };
     follow_until_stopped(&table, p, &partition, &ready, &stop).await;
-    // The topic is gone (or the broker stops): its rows go too.
+    // The topic is gone (or the broker stops, or the table was dropped): its rows go too.
     if let Some(t) = table.upgrade() {
-        *t.parts[p].rows.write().unwrap_or_else(|e| e.into_inner()) = Rows::default();
+        t.drop_rows();
+        t.gone.cancel();
     }
 }
 
@@ -303,7 +382,9 @@ async fn follow_until_stopped(
         }
         next = next.max(visible.next_offset());
         let Some(t) = table.upgrade() else { return };
-        t.apply(p, records, next);
+        if !t.apply(p, records, next) {
+            return;
+        }
     }
 }
 
@@ -333,6 +414,10 @@ mod tests {
             topic,
             changes: broadcast::channel(8).0,
             ready,
+            used: Arc::new(AtomicU64::new(0)),
+            limit: u64::MAX,
+            too_large: AtomicBool::new(false),
+            gone: CancellationToken::new(),
         };
         let (_, mut rx) = t.snapshot_and_follow();
         let b = |s: &str| -> Box<[u8]> { s.as_bytes().into() };
