@@ -105,6 +105,24 @@ impl IntoResponses for ProcessorErrors {
     }
 }
 
+/// Errors of the table routes: a topic's, and 507 for a table past `limits.tables_bytes_max`.
+pub struct TableErrors;
+
+impl IntoResponses for TableErrors {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+        let mut r = CommonErrors::responses();
+        r.insert(
+            "404".into(),
+            error("The topic does not exist, or (with `key`) the table has no row for it"),
+        );
+        r.insert(
+            "507".into(),
+            error("The table would pass the memory all tables may hold (limits.tables_bytes_max): it was dropped"),
+        );
+        r
+    }
+}
+
 /// `ProcessorView` flattens the deployment (`ProcessorSpec`), whose schema is closed
 /// (`additionalProperties: false`, as the PUT body is strict): inside the view's `allOf` that
 /// would forbid the view's own fields. The view gets an open copy instead.

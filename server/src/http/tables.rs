@@ -114,7 +114,7 @@ fn key_arg(text: Option<String>, b64: Option<String>) -> Result<Option<Vec<u8>>,
 #[utoipa::path(get, path = "/v1/tables/{topic}", tag = "tables",
     params(("topic" = String, Path), TableQuery),
     responses((status = 200, description = "The row (with `key`), else the table's figures", body = TableAnswer),
-        super::openapi::TopicErrors))]
+        super::openapi::TableErrors))]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
@@ -183,7 +183,7 @@ pub struct TableEventsQuery {
 #[utoipa::path(get, path = "/v1/tables/{topic}/events", tag = "tables",
     params(("topic" = String, Path), TableEventsQuery),
     responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = TableEvent),
-        super::openapi::TopicErrors))]
+        super::openapi::TableErrors))]
 pub async fn events(
     State(state): State<AppState>,
     principal: Principal,
