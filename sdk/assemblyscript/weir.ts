@@ -561,7 +561,7 @@ export function openStore(name: string): Store | null {
 }
 
 /** A table the deployment declares (`"tables": ["customers"]`): a topic read as the latest
- * value of each key, on the partition this task reads. Read-only. */
+ * value of each key, found wherever the key's records went. Read-only. */
 export class Table {
   constructor(public handle: u32) {}
 

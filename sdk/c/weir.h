@@ -138,7 +138,7 @@ typedef struct {
 void weir_owned_free(weir_owned *bytes);
 
 /* A table the deployment declares (`"tables": ["customers"]`): a topic read as the latest
- * value of each key, on the partition this task reads. Read-only. */
+ * value of each key, found wherever the key's records went. Read-only. */
 typedef struct {
     uint32_t handle_;
 } weir_table;

@@ -346,7 +346,7 @@ export function store(name) {
 }
 
 /** A table the deployment declares (`"tables": ["customers"]`): a topic read as the latest
- * value of each key, on the partition this task reads. Read-only. */
+ * value of each key, found wherever the key's records went. Read-only. */
 export class Table {
   constructor(name) {
     this.name = name;

@@ -261,7 +261,7 @@ _host_tables = None
 
 class Table:
     """A table the deployment declares (``"tables": ["customers"]``): a topic read as the
-    latest value of each key, on the partition this task reads. Read-only."""
+    latest value of each key, found wherever the key's records went. Read-only."""
 
     __slots__ = ("name", "_handle")
 

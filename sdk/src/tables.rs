@@ -1,5 +1,6 @@
 //! Tables: topics the deployment declares (`"tables": ["customers"]`) read as the latest value
-//! of each key, on the partition the task reads. Read-only lookups, for stream-table joins.
+//! of each key, found wherever the key's records went. Read-only lookups, for stream-table
+//! joins.
 //!
 //! ```
 //! use weir_sdk::tables::Table;

@@ -235,7 +235,7 @@ pub const Owned = struct {
 };
 
 /// A table the deployment declares (`"tables": ["customers"]`): a topic read as the latest
-/// value of each key, on the partition this task reads. Read-only.
+/// value of each key, found wherever the key's records went. Read-only.
 pub const Table = struct {
     raw: c.weir_table,
 
