@@ -200,6 +200,14 @@ def _call(f, *args):
         raise StateError(getattr(e, "value", str(e))) from None
 
 
+def _text(v):
+    return None if v is None else v.decode("utf-8")
+
+
+def _parsed(v):
+    return None if v is None else _json.loads(v)
+
+
 class Store:
     """A keyed state store the deployment declares (``"stores": ["name"]``). Keys are bytes
     or str; values are stored as bytes (str as UTF-8, other JSON values as compact JSON, as
@@ -228,13 +236,11 @@ class Store:
 
     def get_text(self, key):
         """The value as text, or None."""
-        v = self.get(key)
-        return None if v is None else v.decode("utf-8")
+        return _text(self.get(key))
 
     def get_json(self, key):
         """The value parsed as JSON, or None."""
-        v = self.get(key)
-        return None if v is None else _json.loads(v)
+        return _parsed(self.get(key))
 
     def set(self, key, value):
         """Sets ``key`` to ``value``; raises StateError past the deployment's state limits."""
@@ -286,13 +292,11 @@ class Table:
 
     def lookup_text(self, key):
         """The value as text, or None."""
-        v = self.lookup(key)
-        return None if v is None else v.decode("utf-8")
+        return _text(self.lookup(key))
 
     def lookup_json(self, key):
         """The value parsed as JSON, or None."""
-        v = self.lookup(key)
-        return None if v is None else _json.loads(v)
+        return _parsed(self.lookup(key))
 
 
 class Timer:

@@ -126,6 +126,16 @@ impl Client {
         Ok(true)
     }
 
+    /// Uploads the component at `wasm` (`POST /v1/modules`); returns the answer, with its `id`.
+    pub async fn upload_module(&self, wasm: &std::path::Path) -> anyhow::Result<Value> {
+        let bytes = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+        let req = self
+            .request(reqwest::Method::POST, "/v1/modules")
+            .header("content-type", "application/wasm")
+            .body(bytes);
+        self.json(req).await
+    }
+
     pub async fn json(&self, req: RequestBuilder) -> anyhow::Result<Value> {
         let resp = self.send(req).await?;
         if resp.status() == reqwest::StatusCode::NO_CONTENT {

@@ -249,13 +249,7 @@ pub async fn deploy(client: &Client, file: &Path) -> anyhow::Result<()> {
             (None, None) => None,
         };
         if let Some(wasm) = built {
-            let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
-            let upload = client
-                .request(Method::POST, "/v1/modules")
-                .header("content-type", "application/wasm")
-                .body(bytes);
-            let module = client.json(upload).await?;
-            spec.insert("module".into(), module["id"].clone());
+            spec.insert("module".into(), client.upload_module(&wasm).await?["id"].clone());
         }
         let answer = client
             .json(

@@ -264,12 +264,7 @@ async fn deploy(client: &Client, a: DeployArgs) -> anyhow::Result<()> {
     if outputs.is_empty() {
         bail!("name an output topic: --output, or outputs in processor.toml's [deploy]");
     }
-    let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
-    let upload = client
-        .request(Method::POST, "/v1/modules")
-        .header("content-type", "application/wasm")
-        .body(bytes);
-    let module = client.json(upload).await?;
+    let module = client.upload_module(&wasm).await?;
     let id = module["id"]
         .as_str()
         .context("the server answered no module id")?

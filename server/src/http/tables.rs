@@ -109,6 +109,16 @@ fn key_arg(text: Option<String>, b64: Option<String>) -> Result<Option<Vec<u8>>,
     }
 }
 
+/// The table of `topic`, materialized.
+async fn open(state: &AppState, topic: &str) -> Result<Arc<Table>, ApiError> {
+    Ok(state
+        .processors
+        .tables()
+        .open(topic)
+        .await
+        .map_err(crate::processor::ProcessorError::from)?)
+}
+
 /// Reads a table (needs `topic:NAME:read`): the row of `?key=` (the latest value of that key
 /// in the topic), or without a key the table's figures.
 #[utoipa::path(get, path = "/v1/tables/{topic}", tag = "tables",
@@ -124,12 +134,7 @@ pub async fn get(
     principal.require(Resource::Topic, &topic, Action::Read)?;
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     let key = key_arg(q.key, q.key_b64)?;
-    let table = state
-        .processors
-        .tables()
-        .open(&topic)
-        .await
-        .map_err(crate::processor::ProcessorError::from)?;
+    let table = open(&state, &topic).await?;
     let Some(key) = key else {
         let parts = table.figures();
         return Ok(Json(json!({
@@ -192,12 +197,7 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     principal.require(Resource::Topic, &topic, Action::Read)?;
     query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    let table = state
-        .processors
-        .tables()
-        .open(&topic)
-        .await
-        .map_err(crate::processor::ProcessorError::from)?;
+    let table = open(&state, &topic).await?;
     let (rows, changes) = table.snapshot_and_follow();
     let follower = Follower {
         topic,

@@ -250,12 +250,7 @@ impl Aggregator {
                     })
                     .map_err(refused)?;
                     if new {
-                        s.set_timer(
-                            &w::timer_key(TimerKind::Close, &k),
-                            win.close_at(end),
-                            Domain::EventTime,
-                        )
-                        .map_err(refused)?;
+                        arm_close(s, win, &k, end)?;
                     }
                     changed.note(&k, i);
                 }
@@ -324,12 +319,7 @@ impl Aggregator {
         value.extend_from_slice(&end.to_le_bytes());
         value.extend_from_slice(&acc);
         s.set(ws, &k, &value).map_err(refused)?;
-        s.set_timer(
-            &w::timer_key(TimerKind::Close, &k),
-            win.close_at(end),
-            Domain::EventTime,
-        )
-        .map_err(refused)?;
+        arm_close(s, win, &k, end)?;
         changed.note(&k, i);
         Ok(Fate::Added)
     }
@@ -412,12 +402,7 @@ impl Aggregator {
             };
             s.set(ws, &k, &acc).map_err(refused)?;
             if new {
-                s.set_timer(
-                    &w::timer_key(TimerKind::Close, &k),
-                    win.close_at(end),
-                    Domain::EventTime,
-                )
-                .map_err(refused)?;
+                arm_close(s, win, &k, end)?;
             }
             changed.note(&k, i);
         }
@@ -466,6 +451,12 @@ impl Aggregator {
         }
         Ok(out)
     }
+}
+
+/// Sets the timer that closes window `k`, ending at `end`.
+fn arm_close(s: &mut TaskState, win: &Windowing, k: &[u8], end: i64) -> Result<(), String> {
+    s.set_timer(&w::timer_key(TimerKind::Close, k), win.close_at(end), Domain::EventTime)
+        .map_err(refused)
 }
 
 /// The first key past every key starting with `prefix`.

@@ -218,19 +218,6 @@ pub struct ProcessorBench {
     guarantee: String,
 }
 
-/// Uploads a component; returns the server's answer (with its `id`).
-async fn upload(client: &Client, wasm: &std::path::Path) -> anyhow::Result<serde_json::Value> {
-    let bytes = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
-    client
-        .json(
-            client
-                .request(Method::POST, "/v1/modules")
-                .header("content-type", "application/wasm")
-                .body(bytes),
-        )
-        .await
-}
-
 /// Deploys the hostile neighbour and keeps feeding it until `stop`.
 async fn start_hostile(
     client: &Client,
@@ -242,7 +229,7 @@ async fn start_hostile(
     let (input, output) = (format!("bench-hin-{tag}"), format!("bench-hout-{tag}"));
     ensure_topic(client, &input, b.hostile_partitions, "never").await?;
     ensure_topic(client, &output, 1, "never").await?;
-    let module = upload(client, wasm).await?;
+    let module = client.upload_module(wasm).await?;
     let spec = json!({
         "module": module["id"], "input": input, "outputs": [output], "on_error": "skip",
         "batch_records_max": 1, "limits": {"deadline_ms": b.hostile_deadline_ms},
@@ -369,7 +356,7 @@ pub async fn pipeline(client: &Client, b: ProcessorBench) -> anyhow::Result<()> 
         "batch_records_max": b.batch_records_max, "stores": b.stores, "guarantee": b.guarantee });
     match (&b.wasm, &b.aggregate) {
         _ if b.join_table_keys.is_some() => spec["join"] = json!({"table": table}),
-        (Some(wasm), _) => spec["module"] = upload(client, wasm).await?["id"].clone(),
+        (Some(wasm), _) => spec["module"] = client.upload_module(wasm).await?["id"].clone(),
         (None, Some(op)) => {
             spec["aggregate"] = json!({"op": op, "path": b.path});
             if b.path.is_none() {
